@@ -1,0 +1,4 @@
+package dev.faultline.hv;
+
+/** GDTR/IDTR: base and limit. */
+public record DescriptorTable(long base, int limit) {}
