@@ -64,8 +64,8 @@ class UserfaultfdGuestTest {
                         long addr = events.pagefaultAddress(i);
                         long gpa = addr - ram.address();
                         page.set(ValueLayout.JAVA_LONG, 8, gpa | 0x42);     // the page says where it belongs
+                        served.add(gpa); // before the copy: the copy wakes the vCPU, which may finish at once
                         uffd.copy(c, addr, page.address(), PAGE, 0);
-                        served.add(gpa);
                     }
                 }
             });
