@@ -9,6 +9,7 @@ public final class Caps {
     public static final int NR_VCPUS = 9;
     public static final int NR_MEMSLOTS = 10;
     public static final int MAX_VCPUS = 66;
+    public static final int IMMEDIATE_EXIT = 136;
     public static final int EXIT_HYPERCALL = 201;
     public static final int USER_MEMORY2 = 231;
     public static final int MEMORY_FAULT_INFO = 232;

@@ -64,6 +64,32 @@ public final class Libc {
     private static final MethodHandle memfd_create = capturing("memfd_create", FunctionDescriptor.of(C_INT, C_PTR, C_INT));
     private static final MethodHandle ftruncate = capturing("ftruncate", FunctionDescriptor.of(C_INT, C_INT, C_LONG));
     private static final MethodHandle fallocate = capturing("fallocate", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_LONG, C_LONG));
+    private static final MethodHandle poll = capturing("poll", FunctionDescriptor.of(C_INT, C_PTR, C_LONG, C_INT));
+    private static final MethodHandle eventfd = capturing("eventfd", FunctionDescriptor.of(C_INT, C_INT, C_INT));
+    private static final MethodHandle syscall1 = capturingVariadic("syscall", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG), 1);
+    private static final MethodHandle gettid = plain("gettid", FunctionDescriptor.of(C_INT));
+    private static final MethodHandle getpid = plain("getpid", FunctionDescriptor.of(C_INT));
+    private static final MethodHandle tgkill = capturing("tgkill", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
+    /** Returns an error number itself (0 on success); does not set errno. */
+    private static final MethodHandle pthread_sigmask = plain("pthread_sigmask", FunctionDescriptor.of(C_INT, C_INT, C_PTR, C_PTR));
+    private static final MethodHandle sigtimedwait = capturing("sigtimedwait", FunctionDescriptor.of(C_INT, C_PTR, C_PTR, C_PTR));
+    private static final MethodHandle sigaction = capturing("sigaction", FunctionDescriptor.of(C_INT, C_INT, C_PTR, C_PTR));
+    private static final MethodHandle process_vm_readv = capturing("process_vm_readv",
+            FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG, C_PTR, C_LONG, C_LONG));
+    private static final MethodHandle process_vm_writev = capturing("process_vm_writev",
+            FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG, C_PTR, C_LONG, C_LONG));
+
+    private static MethodHandle plain(String name, FunctionDescriptor fd) {
+        return LINKER.downcallHandle(LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError(name)), fd);
+    }
+
+    public static final short POLLIN = 0x1, POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
+    public static final int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
+    public static final int SIG_BLOCK = 0, SIG_UNBLOCK = 1, SIG_SETMASK = 2;
+    /** glibc's user-space sigset_t is 1024 bits; the kernel's (and KVM_SET_SIGNAL_MASK's) is 64. */
+    public static final long SIGSET_SIZE = 128, KERNEL_SIGSET_SIZE = 8;
+    /** {@code SIG_DFL} and {@code SIG_IGN} as handler addresses. */
+    public static final long SIG_DFL = 0, SIG_IGN = 1;
 
     /** A fresh errno capture segment for one thread (for example one vCPU). */
     public static MemorySegment newErrnoSegment() {
@@ -149,6 +175,70 @@ public final class Libc {
         try { return (int) fallocate.invokeExact(errnoSegment(), fd, mode, offset, length); } catch (Throwable t) { throw rethrow(t); }
     }
 
+    /** poll(2) on {@code nfds} {@code struct pollfd} (8 bytes each: fd i32, events i16, revents i16) in {@code fds}. */
+    public static int poll(MemorySegment capture, MemorySegment fds, long nfds, int timeoutMillis) {
+        try { return (int) poll.invokeExact(capture, fds, nfds, timeoutMillis); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int eventfd(int initval, int flags) {
+        try { return (int) eventfd.invokeExact(errnoSegment(), initval, flags); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** syscall(2) with one argument. */
+    public static long syscall(MemorySegment capture, long number, long arg) {
+        try { return (long) syscall1.invokeExact(capture, number, arg); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** The calling thread's kernel thread id. */
+    public static int gettid() {
+        try { return (int) gettid.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int getpid() {
+        try { return (int) getpid.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** tgkill(2): sends {@code sig} to thread {@code tid} of process {@code tgid}. */
+    public static int tgkill(MemorySegment capture, int tgid, int tid, int sig) {
+        try { return (int) tgkill.invokeExact(capture, tgid, tid, sig); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /**
+     * pthread_sigmask(3) on glibc sigset_t buffers of {@link #SIGSET_SIZE} bytes ({@code NULL} allowed).
+     * Returns 0 or an error number (it does not use errno).
+     */
+    public static int pthreadSigmask(int how, MemorySegment set, MemorySegment oldset) {
+        try { return (int) pthread_sigmask.invokeExact(how, set, oldset); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** sigtimedwait(2): the signal number taken from {@code set}, or -1 (EAGAIN when none is pending by the timeout). */
+    public static int sigtimedwait(MemorySegment capture, MemorySegment set, MemorySegment info, MemorySegment timeout) {
+        try { return (int) sigtimedwait.invokeExact(capture, set, info, timeout); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** sigaction(2) with glibc {@code struct sigaction} buffers ({@link SigactionLayout}); {@code NULL} allowed. */
+    public static int sigaction(int sig, MemorySegment act, MemorySegment oldact) {
+        try { return (int) sigaction.invokeExact(errnoSegment(), sig, act, oldact); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /**
+     * process_vm_readv(2): copies from {@code remote} iovecs of process {@code pid} into {@code local} ones.
+     * On the own pid it is a memory copy that fails with EFAULT (instead of a SIGSEGV) where the
+     * remote range is not accessible, and that honours protections (no FOLL_FORCE).
+     */
+    public static long processVmReadv(MemorySegment capture, int pid, MemorySegment local, long liovcnt,
+                                      MemorySegment remote, long riovcnt) {
+        try { return (long) process_vm_readv.invokeExact(capture, pid, local, liovcnt, remote, riovcnt, 0L); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** process_vm_writev(2): the write direction of {@link #processVmReadv}. */
+    public static long processVmWritev(MemorySegment capture, int pid, MemorySegment local, long liovcnt,
+                                       MemorySegment remote, long riovcnt) {
+        try { return (long) process_vm_writev.invokeExact(capture, pid, local, liovcnt, remote, riovcnt, 0L); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
     /** Throws {@link ErrnoException} naming {@code call} and {@code subject} when {@code ret} is -1. */
     public static int check(int ret, String call, String subject) {
         if (ret == -1) throw new ErrnoException(call, lastErrno(), subject);
@@ -157,6 +247,12 @@ public final class Libc {
 
     public static long check(long ret, String call, String subject) {
         if (ret == -1L) throw new ErrnoException(call, lastErrno(), subject);
+        return ret;
+    }
+
+    /** As {@link #check(int, String, String)}, with errno read from {@code capture}. */
+    public static int check(MemorySegment capture, int ret, String call, String subject) {
+        if (ret == -1) throw new ErrnoException(call, errno(capture), subject);
         return ret;
     }
 }
