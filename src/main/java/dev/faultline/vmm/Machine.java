@@ -4,7 +4,6 @@ import dev.faultline.guest.BootSetup;
 import dev.faultline.hv.Hypervisor;
 import dev.faultline.hv.Vcpu;
 import dev.faultline.hv.Vm;
-import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -29,15 +28,14 @@ public final class Machine implements AutoCloseable {
         GuestRam r = GuestRam.allocate(spec.ramSize(), spec.backing());
         Vm v = null;
         try {
-            BootSetup.writeSystemTables(r.segment(), r.size());
-            loadImage(r.segment(), spec);
+            spec.image().installWithSystemTables(r.segment(), r.size());
             v = hypervisor.createVm(spec.vmType());
             r.install(v, 0, spec.mainSlotFlags());
             for (int i = 0; i < spec.vcpus(); i++) {
                 Vcpu c = v.createVcpu(i);
                 vcpus.add(c);
                 c.setSregs(BootSetup.sregs(c.getSregs()));
-                c.setRegs(BootSetup.regs(spec.entry(), i, spec.vcpus()));
+                c.setRegs(BootSetup.regs(spec.image().entry(), i, spec.vcpus()));
             }
         } catch (RuntimeException e) {
             for (Vcpu c : vcpus) c.close();
@@ -48,15 +46,6 @@ public final class Machine implements AutoCloseable {
         this.vm = v;
         this.ram = r;
         this.setupNanos = System.nanoTime() - t0;
-    }
-
-    private static void loadImage(MemorySegment ram, MachineSpec spec) {
-        byte[] image = spec.image();
-        if (spec.loadGpa() < dev.faultline.guest.BootProtocol.IMAGE_MIN_GPA || spec.loadGpa() + image.length > ram.byteSize()) {
-            throw new IllegalArgumentException(String.format("image of %d bytes at gpa 0x%x does not fit in RAM [1 MiB, 0x%x)",
-                    image.length, spec.loadGpa(), ram.byteSize()));
-        }
-        MemorySegment.copy(MemorySegment.ofArray(image), 0, ram, spec.loadGpa(), image.length);
     }
 
     public Vm vm() { return vm; }

@@ -15,8 +15,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Freestanding C guests (src/test/resources/guests) compiled with gcc, run on bare KVM through the
- * test runner: main's result must be in RAX when the vCPU halts and in the two reports before it,
+ * Freestanding C guests (src/test/resources/guests) compiled with gcc, run through faultline's VMM on the
+ * kvm backend: main's result must be in RAX when the vCPU halts and in the two reports before it,
  * and equal the value computed here in Java.
  */
 class CGuestTest {
@@ -34,7 +34,7 @@ class CGuestTest {
     private KvmHarness.Run run(String name, int vcpus) throws Exception {
         GuestImage image = build(name);
         assumeTrue(KvmHarness.unavailableReason().isEmpty(), () -> "skipped: " + KvmHarness.unavailableReason().orElse(""));
-        KvmHarness.Run run = KvmHarness.run(image, MEM, vcpus, dir, ram -> { });
+        KvmHarness.Run run = KvmHarness.run(image, MEM, vcpus, ram -> { });
         for (int v = 0; v < vcpus; v++) {
             long rax = run.reg(v, "rax");
             List<KvmHarness.Exit> exits = run.exits().get(v);

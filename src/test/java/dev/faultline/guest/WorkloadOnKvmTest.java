@@ -10,27 +10,24 @@ import dev.faultline.guest.workload.WorkloadParams;
 import dev.faultline.guest.workload.Workloads;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * Every built-in workload, on one and on two vCPUs, run on bare KVM (the test runner, not
- * faultline's backend): the reports and the done code are what the Java model says, and so is
+ * Every built-in workload, on one and on two vCPUs, run through faultline's VMM on the kvm
+ * backend: the reports and the done code are what the Java model says, and so is
  * every stamped page. RAM is filled with noise first, so reads and checksums see real data.
  */
 class WorkloadOnKvmTest {
     private static final long MEM = 8L << 20;
 
-    @TempDir Path dir;
 
     @BeforeEach
     void requireKvm() {
@@ -46,7 +43,7 @@ class WorkloadOnKvmTest {
     void shouldRunToCompletionWithReportsAndMemoryAsTheModelSays(String name, int vcpus) throws Exception {
         Workload w = Workloads.build(name, WorkloadParams.of(MEM, vcpus).withRounds(3).withSeed(42));
         Map<Integer, List<Long>> expected = new HashMap<>();
-        KvmHarness.Run run = KvmHarness.run(w.image(), MEM, vcpus, dir, ram -> {
+        KvmHarness.Run run = KvmHarness.run(w.image(), MEM, vcpus, ram -> {
             fillWithNoise(ram, w.layout());
             for (int v = 0; v < vcpus; v++) expected.put(v, w.expectedReports(v, ram));
         });
