@@ -516,13 +516,21 @@ public final class Interpreter extends CpuState {
         int count = (int) (in.size2 == 1 ? r[1] : in.imm) & (s == 8 ? 63 : 31);
         long addr = in.mem ? ea(in) : 0;
         long v = in.mem ? mmu.read(addr, s) : getReg(s, in.rm);
-        if (count == 0) return;  // flags unchanged, and no write (hardware writes nothing either)
-        long res = shift(in.sub, s, v, count);
+        if (count == 0) {  // flags unchanged; a 32-bit register destination is still zero-extended
+            if (!in.mem && s == 4) r[in.rm] &= 0xffffffffL;
+            return;
+        }
+        long res = shift(in.sub, s, v, count, in.size2 != 1);
         if (in.mem) mmu.write(addr, s, res); else setReg(s, in.rm, res);
     }
 
-    /** Shift/rotate {@code v} (zero-extended, {@code size} bytes) by a non-zero masked count; sets flags. */
-    long shift(int kind, int size, long v, int count) {
+    /**
+     * Shift/rotate {@code v} (zero-extended, {@code size} bytes) by a non-zero masked count; sets flags.
+     * OF for counts above 1 (undefined per Intel) is what Intel hardware gives, measured against the host
+     * CPU: the OF a 1-bit operation on the original operand would produce, except for ROL/ROR by an
+     * immediate count above 1 and RCL/RCR by a multiple of width+1, which leave OF unchanged.
+     */
+    long shift(int kind, int size, long v, int count, boolean immediateCount) {
         int bits = size << 3;
         long m = mask(size), sign = signBit(size);
         long f = rflags() & ~ARITH;
@@ -534,7 +542,7 @@ public final class Interpreter extends CpuState {
                 int c = count & (bits - 1);
                 res = c == 0 ? v : ((v << c) | (v >>> (bits - c))) & m;
                 cf = (res & 1) != 0;
-                of = ((res & sign) != 0) ^ cf;
+                of = immediateCount && count > 1 ? (old & OF) != 0 : ((v & sign) != 0) ^ ((v & (sign >>> 1)) != 0);
                 eflags = (old & ~(CF | OF)) | (cf ? CF : 0) | (of ? OF : 0);
                 fop = F_NONE;
                 return res;
@@ -543,7 +551,7 @@ public final class Interpreter extends CpuState {
                 int c = count & (bits - 1);
                 res = c == 0 ? v : ((v >>> c) | (v << (bits - c))) & m;
                 cf = (res & sign) != 0;
-                of = cf ^ ((res & (sign >>> 1)) != 0);
+                of = immediateCount && count > 1 ? (old & OF) != 0 : ((v & 1) != 0) ^ ((v & sign) != 0);
                 eflags = (old & ~(CF | OF)) | (cf ? CF : 0) | (of ? OF : 0);
                 fop = F_NONE;
                 return res;
@@ -564,7 +572,8 @@ public final class Interpreter extends CpuState {
                     }
                 }
                 cf = carry;
-                of = kind == SH_RCL ? ((res & sign) != 0) ^ cf : ((res & sign) != 0) ^ ((res & (sign >>> 1)) != 0);
+                if (c == 0) of = (old & OF) != 0;
+                else of = kind == SH_RCL ? ((v & sign) != 0) ^ ((v & (sign >>> 1)) != 0) : ((old & CF) != 0) ^ ((v & sign) != 0);
                 eflags = (old & ~(CF | OF)) | (cf ? CF : 0) | (of ? OF : 0);
                 fop = F_NONE;
                 return res;
@@ -572,7 +581,7 @@ public final class Interpreter extends CpuState {
             case SH_SHL, SH_SAL -> {
                 res = count >= 64 ? 0 : (v << count) & m;
                 cf = count <= bits && ((v >>> (bits - count)) & 1) != 0;
-                of = ((res & sign) != 0) ^ cf;
+                of = ((v & sign) != 0) ^ ((v & (sign >>> 1)) != 0);
             }
             case SH_SHR -> {
                 res = v >>> count;
@@ -596,37 +605,45 @@ public final class Interpreter extends CpuState {
     /** AF after SHL/SHR/SAR, which Intel leaves undefined: this CPU family clears it (see docs). */
     private static long shiftAf(int kind, long old) { return 0; }
 
+    /**
+     * SHLD/SHRD. A 16-bit operand with a count above 16 (undefined per Intel) behaves on Intel hardware
+     * like a shift of the 48-bit string dest:src:dest; OF is that of the first 1-bit step (as measured).
+     */
     private void shiftDouble(Insn in) {
         int s = in.size;
         int bits = s << 3;
         int count = (int) (in.size2 == 1 ? r[1] : in.imm) & (s == 8 ? 63 : 31);
         long addr = in.mem ? ea(in) : 0;
         long d = in.mem ? mmu.read(addr, s) : getReg(s, in.rm);
-        if (count == 0) return;
+        if (count == 0) {
+            if (!in.mem && s == 4) r[in.rm] &= 0xffffffffL;
+            return;
+        }
         long src = getReg(s, in.reg);
         long m = mask(s), sign = signBit(s);
         long res;
-        boolean cf;
+        boolean cf, of;
         if (in.op == SHLD) {
-            if (count <= bits) {
+            if (s == 2) {
+                long x = (d << 32) | (src << 16) | d;
+                res = (x >>> (32 - count)) & m;
+                cf = ((x >>> (48 - count)) & 1) != 0;
+            } else {
                 res = count == bits ? src : ((d << count) | (src >>> (bits - count))) & m;
                 cf = ((d >>> (bits - count)) & 1) != 0;
-            } else {  // 16-bit with count > 16: undefined; model as a 32-bit shift of src:d
-                long wide = (d << 16) | src;
-                res = ((wide << (count - 16)) >>> 16) & m;
-                cf = ((wide >>> (32 - (count - 16))) & 1) != 0;
             }
+            of = ((d & sign) != 0) ^ ((d & (sign >>> 1)) != 0);
         } else {
-            if (count <= bits) {
-                res = count == bits ? src : ((d >>> count) | (src << (bits - count))) & m;
-                cf = ((d >>> (count - 1)) & 1) != 0;
+            if (s == 2) {
+                long x = (d << 32) | (src << 16) | d;
+                res = (x >>> count) & m;
+                cf = ((x >>> (count - 1)) & 1) != 0;
             } else {
-                long wide = (src << 16) | d;
-                res = (wide >>> (count - 16)) & m;
-                cf = ((wide >>> (count - 17)) & 1) != 0;
+                res = ((d >>> count) | (src << (bits - count))) & m;
+                cf = ((d >>> (count - 1)) & 1) != 0;
             }
+            of = ((src & 1) != 0) ^ ((d & sign) != 0);
         }
-        boolean of = ((res ^ d) & sign) != 0;
         long f = rflags() & ~ARITH;
         f |= (cf ? CF : 0) | (of ? OF : 0) | (res == 0 ? ZF : 0) | ((res & sign) != 0 ? SF : 0) | (parity(res) ? PF : 0);
         eflags = f;
@@ -636,11 +653,10 @@ public final class Interpreter extends CpuState {
 
     // ---------------------------------------------------------------- multiply and divide
 
-    /** Flags after MUL/IMUL: CF=OF=overflow; SF, ZF, PF from the low half, AF clear (see docs). */
+    /** Flags after MUL/IMUL: CF=OF=overflow; SF and PF from the low half; ZF and AF clear (as Intel hardware). */
     private void mulFlags(int size, long low, boolean overflow) {
         long f = rflags() & ~ARITH;
-        f |= (overflow ? CF | OF : 0) | ((low & signBit(size)) != 0 ? SF : 0) | (parity(low) ? PF : 0)
-                | ((low & mask(size)) == 0 ? ZF : 0);
+        f |= (overflow ? CF | OF : 0) | ((low & signBit(size)) != 0 ? SF : 0) | (parity(low) ? PF : 0);
         eflags = f;
         fop = F_NONE;
     }
@@ -780,7 +796,7 @@ public final class Interpreter extends CpuState {
         switch (in.op) {
             case BSF, BSR -> {
                 if (v == 0) {
-                    f |= ZF;  // destination unchanged (as Intel and AMD hardware do)
+                    f |= ZF | PF;  // destination unchanged, all 64 bits (as Intel hardware does)
                 } else {
                     long res = in.op == BSF ? Long.numberOfTrailingZeros(v) : 63 - Long.numberOfLeadingZeros(v);
                     setReg(s, in.reg, res);
