@@ -30,7 +30,11 @@ final class GuestMachine implements AutoCloseable {
     LongUnaryOperator inHandler = port -> 0;
     LongUnaryOperator mmioReadHandler = gpa -> 0;
 
-    GuestMachine(long ramSize, byte[] image, int nvcpus) {
+    GuestMachine(long ramSize, byte[] image, int nvcpus) { this(ramSize, image, BootProtocol.DEFAULT_LOAD_GPA, nvcpus); }
+
+    GuestMachine(long ramSize, Toolchain.Image image, int nvcpus) { this(ramSize, image.bytes(), image.entry(), nvcpus); }
+
+    GuestMachine(long ramSize, byte[] image, long entry, int nvcpus) {
         ram = HostMemory.anonymous(ramSize);
         mem = ram.segment();
         vm = (RefVm) hv.createVm(Caps.VM_TYPE_DEFAULT);
@@ -42,7 +46,7 @@ final class GuestMachine implements AutoCloseable {
         for (int i = 0; i < nvcpus; i++) {
             RefVcpu v = (RefVcpu) vm.createVcpu(i);
             v.setSregs(BootSetup.sregs(v.getSregs()));
-            v.setRegs(BootSetup.regs(BootProtocol.DEFAULT_LOAD_GPA, i, nvcpus));
+            v.setRegs(BootSetup.regs(entry, i, nvcpus));
             vcpus.add(v);
         }
     }
@@ -66,7 +70,9 @@ final class GuestMachine implements AutoCloseable {
 
         boolean done() { return doneCode != null; }
 
-        @Override public String toString() { return "done=" + doneCode + " last=" + last + " console=" + console; }
+        String diagnosis = "";
+
+        @Override public String toString() { return "done=" + doneCode + " last=" + last + " console=" + console + diagnosis; }
     }
 
     Result runUntilDone(int index, int maxExits) {
@@ -95,6 +101,8 @@ final class GuestMachine implements AutoCloseable {
             }
             res.exits.add(e.record());
             res.last = e.record();
+            res.diagnosis = " rip=0x" + Long.toHexString(v.getRegs().rip) + " exception=" + v.lastExceptionVector()
+                    + " at 0x" + Long.toHexString(v.lastExceptionAddress());
             return res;
         }
         throw new AssertionError("guest did not finish within " + maxExits + " exits");

@@ -45,19 +45,30 @@ final class Toolchain {
         }
     }
 
-    /** Compiles a freestanding C guest (must define {@code entry}) into a flat image with entry at its start. */
-    static byte[] compileC(String source, String opt) {
+    /** A flat image loaded at {@link #LOAD} and the gpa of its entry point. */
+    record Image(byte[] bytes, long entry) {}
+
+    /** Compiles a freestanding C guest (must define {@code entry}) into a flat image. */
+    static Image compileC(String source, String opt) {
         assumeTools("gcc", "objcopy");
         try {
             Path dir = Files.createTempDirectory("faultline-c");
             Files.writeString(dir.resolve("g.c"), source);
-            run(dir, "gcc", "-ffreestanding", "-nostdlib", "-static", "-fno-pic", "-no-pie", "-mgeneral-regs-only",
+            List<String> cmd = new ArrayList<>(List.of("gcc", "-ffreestanding", "-nostdlib", "-static", "-fno-pic", "-no-pie", "-mgeneral-regs-only",
                     "-mno-red-zone", "-fno-stack-protector", "-fcf-protection=none", "-fno-asynchronous-unwind-tables",
-                    opt, "-Wl,-Ttext=0x" + Long.toHexString(LOAD), "-Wl,--build-id=none", "-e", "entry",
-                    "-Wl,-N", "-o", "g.elf", "g.c");
+                    "-Wl,-Ttext=0x" + Long.toHexString(LOAD), "-Wl,--build-id=none", "-e", "entry",
+                    "-Wl,-N", "-o", "g.elf", "g.c"));
+            cmd.addAll(List.of(opt.trim().split("\\s+")));
+            run(dir, cmd.toArray(new String[0]));
             run(dir, "objcopy", "-O", "binary", "--only-section=.text*", "--only-section=.rodata*", "--only-section=.data*",
                     "--only-section=.bss*", "g.elf", "g.bin");
-            return Files.readAllBytes(dir.resolve("g.bin"));
+            long entry = -1;
+            for (String line : run(dir, "nm", "g.elf").split("\n")) {
+                String[] f = line.trim().split("\\s+");
+                if (f.length == 3 && f[2].equals("entry")) entry = Long.parseUnsignedLong(f[0], 16);
+            }
+            if (entry < 0) throw new IOException("guest defines no entry symbol");
+            return new Image(Files.readAllBytes(dir.resolve("g.bin")), entry);
         } catch (IOException e) {
             throw new RuntimeException(e);
         }
