@@ -69,6 +69,30 @@ class NativeDifferentialTest {
                 for (int cc = 0; cc < 16; cc++) insns.add("cmov" + CC[cc] + x + " " + b + ", " + a);
             }
             if (s == 0) for (int cc = 0; cc < 16; cc++) insns.add("set" + CC[cc] + " %al");
+            // Memory operands (a stack slot), locked and not.
+            String d = REG[s][3];
+            insns.add("push %rax; lock add" + x + " " + b + ", (%rsp); pop %rax");
+            insns.add("push %rax; sbb" + x + " (%rsp), " + b + "; pop %rax");
+            insns.add("push %rax; cmp" + x + " $" + rnd.nextInt(100) + ", (%rsp); pop %rax");
+            insns.add("push %rax; lock xadd" + x + " " + b + ", (%rsp); pop %rax");
+            insns.add("push %rdx; lock cmpxchg" + x + " " + b + ", (%rsp); pop %rdx");
+            insns.add("push %rdx; cmpxchg" + x + " " + b + ", (%rsp); pop %rdx");
+            insns.add("push %rax; shl" + x + " %cl, (%rsp); pop %rax");
+            insns.add("push %rax; rol" + x + " $3, (%rsp); pop %rax");
+            insns.add("push %rax; ror" + x + " $" + (2 + rnd.nextInt(6)) + ", (%rsp); pop %rax");
+            insns.add("push %rax; rcr" + x + " $" + (2 + rnd.nextInt(6)) + ", (%rsp); pop %rax");
+            insns.add("push %rax; sar" + x + " $" + (2 + rnd.nextInt(6)) + ", (%rsp); pop %rax");
+            insns.add("push %rax; lock neg" + x + " (%rsp); pop %rax");
+            insns.add("push %rax; lock dec" + x + " (%rsp); pop %rax");
+            insns.add("push %rax; lock not" + x + " (%rsp); pop %rax");
+            insns.add("push %rax; xchg" + x + " " + b + ", (%rsp); pop %rax");
+            insns.add("push %rax; test" + x + " " + d + ", (%rsp); pop %rax");
+            if (s > 0) {
+                insns.add("push %rax; lock bts" + x + " $" + rnd.nextInt(8 << s) + ", (%rsp); pop %rax");
+                insns.add("push %rax; lock btc" + x + " $" + rnd.nextInt(8 << s) + ", (%rsp); pop %rax");
+                insns.add("push %rax; imul" + x + " (%rsp), " + b + "; pop %rax");
+                insns.add("push %rax; shld" + x + " %cl, " + b + ", (%rsp); pop %rax");
+            }
         }
         insns.add("bswap %eax");
         insns.add("bswap %rax");
@@ -135,7 +159,7 @@ class NativeDifferentialTest {
             sb.append(" movabs $").append(c.c).append(", %rcx\n");
             sb.append(" movabs $").append(c.d).append(", %rdx\n");
             sb.append(" pushq $").append(c.flags | 2).append("\n popfq\n");
-            sb.append(" ").append(c.insn).append("\n");
+            sb.append(" ").append(c.insn.replace("; ", "\n ")).append("\n");
             sb.append(" pushfq\n pop %r15\n");
             sb.append(" mov %rax, 0(%rdi)\n mov %rbx, 8(%rdi)\n mov %rcx, 16(%rdi)\n mov %rdx, 24(%rdi)\n mov %r15, 32(%rdi)\n");
             sb.append(" add $40, %rdi\n");
@@ -146,7 +170,7 @@ class NativeDifferentialTest {
 
     @Test
     void shouldMatchTheHostCpuOnResultsAndFlagsOfEverySupportedArithmeticInstruction() {
-        List<Case> cases = cases(20240601L, 24);
+        List<Case> cases = cases(Long.getLong("faultline.diffSeed", 20240601L), 24);
         String body = asm(cases);
         int n = cases.size();
         String main = """

@@ -92,13 +92,13 @@ class RefInstructionTest {
                 mov %rsp, %r13
                 sub %r15, %r13
                 hlt
-            f:  push %rbp
+                f: push %rbp
                 mov %rsp, %rbp
                 push $42
                 mov -8(%rbp), %rax
                 leave
                 ret
-            g:  mov $7, %eax
+                g: mov $7, %eax
                 ret $0
                 """);
         try (GuestMachine m = new GuestMachine(img)) {

@@ -129,8 +129,8 @@ class RefMmuTest {
                 xor %r8d, %r8d
                 mov $1, %ecx
                 lea patch(%rip), %rdi
-            1:  mov %cl, 1(%rdi)          # rewrite the immediate of the next mov
-            patch:
+                1: mov %cl, 1(%rdi)          # rewrite the immediate of the next mov
+                patch:
                 mov $0, %eax
                 add %rax, %r8
                 inc %ecx
@@ -190,10 +190,10 @@ class RefMmuTest {
     void shouldKeepLockedInstructionsAtomicAcrossVcpusOnTheirOwnThreads() throws Exception {
         byte[] img = Toolchain.assemble("""
                 mov $100000, %ecx
-            1:  lock incq 0x300000
+                1: lock incq 0x300000
                 mov $1, %eax
                 lock xadd %rax, 0x300008
-            2:  xor %eax, %eax
+                2: xor %eax, %eax
                 mov $1, %edx
                 lock cmpxchg %rdx, 0x300010
                 jnz 2b

@@ -520,17 +520,17 @@ public final class Interpreter extends CpuState {
             if (!in.mem && s == 4) r[in.rm] &= 0xffffffffL;
             return;
         }
-        long res = shift(in.sub, s, v, count, in.size2 != 1);
+        long res = shift(in.sub, s, v, count, in.size2 != 1 && !in.mem);
         if (in.mem) mmu.write(addr, s, res); else setReg(s, in.rm, res);
     }
 
     /**
      * Shift/rotate {@code v} (zero-extended, {@code size} bytes) by a non-zero masked count; sets flags.
      * OF for counts above 1 (undefined per Intel) is what Intel hardware gives, measured against the host
-     * CPU: the OF a 1-bit operation on the original operand would produce, except for ROL/ROR by an
-     * immediate count above 1 and RCL/RCR by a multiple of width+1, which leave OF unchanged.
+     * CPU: the OF a 1-bit operation on the original operand would produce, except for ROL/ROR of a
+     * register by an immediate count above 1 and RCL/RCR by a multiple of width+1, which leave OF unchanged.
      */
-    long shift(int kind, int size, long v, int count, boolean immediateCount) {
+    long shift(int kind, int size, long v, int count, boolean immediateRegister) {
         int bits = size << 3;
         long m = mask(size), sign = signBit(size);
         long f = rflags() & ~ARITH;
@@ -542,7 +542,7 @@ public final class Interpreter extends CpuState {
                 int c = count & (bits - 1);
                 res = c == 0 ? v : ((v << c) | (v >>> (bits - c))) & m;
                 cf = (res & 1) != 0;
-                of = immediateCount && count > 1 ? (old & OF) != 0 : ((v & sign) != 0) ^ ((v & (sign >>> 1)) != 0);
+                of = immediateRegister && count > 1 ? (old & OF) != 0 : ((v & sign) != 0) ^ ((v & (sign >>> 1)) != 0);
                 eflags = (old & ~(CF | OF)) | (cf ? CF : 0) | (of ? OF : 0);
                 fop = F_NONE;
                 return res;
@@ -551,7 +551,7 @@ public final class Interpreter extends CpuState {
                 int c = count & (bits - 1);
                 res = c == 0 ? v : ((v >>> c) | (v << (bits - c))) & m;
                 cf = (res & sign) != 0;
-                of = immediateCount && count > 1 ? (old & OF) != 0 : ((v & 1) != 0) ^ ((v & sign) != 0);
+                of = immediateRegister && count > 1 ? (old & OF) != 0 : ((v & 1) != 0) ^ ((v & sign) != 0);
                 eflags = (old & ~(CF | OF)) | (cf ? CF : 0) | (of ? OF : 0);
                 fop = F_NONE;
                 return res;
