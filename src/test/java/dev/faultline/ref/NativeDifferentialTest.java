@@ -124,11 +124,12 @@ class NativeDifferentialTest {
                 if (d == 0) d = 3;
                 long a = value(rnd), hi;
                 boolean signed = k % 2 == 1;
+                long fl = (k / 2) % 2 == 0 ? 0 : ARITH;
                 if (!signed) {
                     hi = Long.remainderUnsigned(value(rnd) & m, d);
                     long dd = d;
                     out.add(new Case("div" + SUF[s] + " " + REG[s][1], s == 0 ? (a & ~0xffffL) | (hi << 8) | (a & 0xff) : a, dd, 0,
-                            s == 0 ? 0 : hi, 0));
+                            s == 0 ? 0 : hi, fl));
                 } else {
                     // dividend = sign extension of a small value, divisor not -1 when it could overflow
                     long small = s == 0 ? rnd.nextInt(200) - 100 : rnd.nextInt(2000) - 1000;
@@ -136,10 +137,10 @@ class NativeDifferentialTest {
                     if ((sd & m) == m) sd = 7;
                     if (s == 0) {
                         long ax = small & 0xffff;
-                        out.add(new Case("idivb %bl", ax, sd, 0, 0, 0));
+                        out.add(new Case("idivb %bl", ax, sd, 0, 0, fl));
                     } else {
                         long lo = small & m, hiv = small < 0 ? m : 0;
-                        out.add(new Case("idiv" + SUF[s] + " " + REG[s][1], lo, sd, 0, hiv, 0));
+                        out.add(new Case("idiv" + SUF[s] + " " + REG[s][1], lo, sd, 0, hiv, fl));
                     }
                 }
             }

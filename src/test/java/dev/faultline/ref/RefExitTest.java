@@ -206,10 +206,10 @@ class RefExitTest {
     /** Random bytes as a guest image: every run ends in a defined exit and no Java exception escapes. */
     @Test
     void shouldOnlyProduceDefinedExitsForRandomByteImages() throws Exception {
-        Random rnd = new Random(42);
+        Random rnd = new Random(Long.getLong("faultline.fuzzSeed", 42L));
         int[] counts = new int[64];
         try (ScheduledExecutorService ex = Executors.newSingleThreadScheduledExecutor()) {
-            for (int trial = 0; trial < 400; trial++) {
+            for (int trial = 0, trials = Integer.getInteger("faultline.fuzzTrials", 400); trial < trials; trial++) {
                 byte[] img = new byte[8192];
                 rnd.nextBytes(img);
                 try (GuestMachine m = new GuestMachine(8L << 20, img, 1)) {
