@@ -36,6 +36,13 @@ public final class RefMemslot {
     public final int[] codeVersion;
     /** Per page: non-zero while some vCPU may hold decoded instructions of the page. */
     public final byte[] codeMark;
+    /**
+     * Per page: which 64-byte lines hold bytes of decoded instructions (bit i = bytes 64i..64i+63).
+     * A write to a code page invalidates its decoded code only when it touches one of these lines, so
+     * data that shares a page with code (a C guest's .data right after .text) does not force re-decoding.
+     */
+    public final long[] codeLines;
+    private static final java.lang.invoke.VarHandle LINES = java.lang.invoke.MethodHandles.arrayElementVarHandle(long[].class);
     /** Dirty log: one bit per page, set on the first write after the last {@code getDirtyLog}. */
     final long[] dirtyBits;
 
@@ -53,12 +60,25 @@ public final class RefMemslot {
         this.logDirty = (flags & MemslotFlags.LOG_DIRTY_PAGES) != 0;
         this.codeVersion = new int[(int) npages];
         this.codeMark = new byte[(int) npages];
+        this.codeLines = new long[(int) npages];
         this.dirtyBits = logDirty ? new long[(int) ((npages + 63) >>> 6)] : null;
     }
 
     /** Whether the dirty log has page {@code page} (plain read: a racing set only costs a slow-path write). */
     public boolean isDirty(int page) {
         return dirtyBits != null && (dirtyBits[page >>> 6] & (1L << (page & 63))) != 0;
+    }
+
+    /** The line bits covering bytes [{@code offset}, {@code offset + length}) of a page (length 1..64). */
+    public static long lines(int offset, int length) {
+        int first = offset >>> 6, last = Math.min(4095, offset + length - 1) >>> 6;
+        return (-1L >>> (63 - last + first)) << first;
+    }
+
+    /** Records decoded instruction bytes (atomic OR: vCPUs decode concurrently). */
+    public void addCodeLines(int page, int offset, int length) {
+        long bits = lines(offset, length);
+        if ((codeLines[page] & bits) != bits) LINES.getAndBitwiseOr(codeLines, page, bits);
     }
 
     public boolean contains(long gpa) { return gpa >= this.gpa && gpa < end; }

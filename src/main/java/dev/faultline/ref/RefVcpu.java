@@ -283,20 +283,22 @@ public final class RefVcpu implements Vcpu {
 
     // ---------------------------------------------------------------- memory bookkeeping for the MMU
 
-    /** A guest write (or a page-walk A/D update) is about to modify {@code gpa} in {@code slot}. */
-    public void onWrite(RefMemslot slot, long gpa) {
+    /**
+     * A guest write (or a page-walk A/D update) is about to modify [{@code gpa}, {@code gpa + size}) in
+     * {@code slot}: decoded code on the lines it touches is invalidated, and the page is logged dirty.
+     */
+    public void onWrite(RefMemslot slot, long gpa, int size) {
         int page = slot.pageIndex(gpa);
-        if (slot.codeMark[page] != 0) {
+        if (slot.codeMark[page] != 0 && (slot.codeLines[page] & RefMemslot.lines((int) gpa & 0xfff, size)) != 0) {
             vm.invalidateCode(slot, page);
             if ((gpa & ~0xfffL) == cpu.currentCodePage()) cpu.requestStop();
         }
         if (slot.logDirty) vm.markDirty(slot, page);
     }
 
-    /** True when writes to this page must keep taking the slow path (decoded code, unlogged dirty page). */
-    public boolean isWriteTracked(RefMemslot slot, long gpaPage) {
-        int page = slot.pageIndex(gpaPage);
-        return slot.codeMark[page] != 0 || (slot.logDirty && !slot.isDirty(page));
+    /** True when the next write to this page must be logged first (dirty logging). */
+    public boolean isDirtyTracked(RefMemslot slot, long gpaPage) {
+        return slot.logDirty && !slot.isDirty(slot.pageIndex(gpaPage));
     }
 
     /** Code of this page is about to be decoded: writes to it must come to the slow path from now on. */

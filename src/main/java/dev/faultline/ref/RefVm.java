@@ -144,6 +144,7 @@ public final class RefVm implements Vm {
     /** A write hit a page with decoded code: bump its version so every vCPU re-decodes it. */
     void invalidateCode(RefMemslot slot, int page) {
         slot.codeMark[page] = 0;
+        slot.codeLines[page] = 0;
         slot.codeVersion[page]++;
     }
 

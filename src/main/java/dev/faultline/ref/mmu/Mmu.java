@@ -48,6 +48,11 @@ public final class Mmu {
     final long[] host = new long[TLB_SIZE];
     final long[] gpaOf = new long[TLB_SIZE];
     final RefMemslot[] slotOf = new RefMemslot[TLB_SIZE];
+    /**
+     * Writable entry of a page that holds decoded code: writes skip the walk but are checked against
+     * the page's decoded lines ({@link RefMemslot#codeLines}) before they are done.
+     */
+    final boolean[] wCode = new boolean[TLB_SIZE];
 
     private final RefVm vm;
     private final RefVcpu vcpu;
@@ -74,14 +79,23 @@ public final class Mmu {
         java.util.Arrays.fill(xTag, -1L);
         java.util.Arrays.fill(seg, null);
         java.util.Arrays.fill(slotOf, null);
+        java.util.Arrays.fill(wCode, false);
     }
 
     /** Drops every write permission (pages became code pages, or the dirty log was harvested). */
-    public void flushWrites() { java.util.Arrays.fill(wTag, -1L); }
+    public void flushWrites() {
+        java.util.Arrays.fill(wTag, -1L);
+        java.util.Arrays.fill(wCode, false);
+    }
 
     /** Drops write permission of any entry mapping guest page {@code gpaPage}. */
     public void flushWritesTo(long gpaPage) {
-        for (int i = 0; i < TLB_SIZE; i++) if (gpaOf[i] == gpaPage) wTag[i] = -1L;
+        for (int i = 0; i < TLB_SIZE; i++) {
+            if (gpaOf[i] == gpaPage && wTag[i] != -1L) {
+                wTag[i] = -1L;
+                wCode[i] = true;
+            }
+        }
     }
 
     // ---------------------------------------------------------------- fast paths
@@ -159,7 +173,7 @@ public final class Mmu {
         long gpa = translate(va, ACC_READ);
         RefMemslot slot = vm.findSlot(gpa);
         if (slot == null) return vcpu.mmioRead(gpa, size);
-        checkPage(slot, gpa, ACC_READ);
+        checkPage(slot, gpa, ACC_READ, size);
         int i = fill(va, gpa, slot);
         MemorySegment s = seg[i];
         long h = host[i] + off;
@@ -183,7 +197,7 @@ public final class Mmu {
             for (int k = 0; k < size; k++) write(va + k, 1, v >>> (8 * k));
             return;
         }
-        long h = hostFor(va, ACC_WRITE);
+        long h = hostFor(va, ACC_WRITE, size);
         MemorySegment s = lastSegment;
         if (s == null) {
             vcpu.mmioWrite(h, size, v);
@@ -203,10 +217,20 @@ public final class Mmu {
      * the gpa is returned instead. Writes are prepared completely (Dirty bit, dirty log, decoded
      * code invalidated) so the caller may then store or compare-and-swap at the offset.
      */
-    public long hostFor(long va, int access) {
+    public long hostFor(long va, int access, int size) {
         long vpn = va >>> 12;
         int i = (int) vpn & TLB_MASK;
         long[] tag = access == ACC_WRITE ? wTag : rTag;
+        if (access == ACC_WRITE && wCode[i] && rTag[i] == vpn) {
+            // A data write to a page that also holds code: only writes to decoded lines invalidate it.
+            vcpu.onWrite(slotOf[i], gpaOf[i] | (va & 0xfff), size);
+            if (slotOf[i].codeMark[slotOf[i].pageIndex(gpaOf[i])] == 0) {
+                wCode[i] = false;
+                wTag[i] = vpn;
+            }
+            lastSegment = seg[i];
+            return host[i] + (va & 0xfff);
+        }
         if (tag[i] != vpn) {
             long gpa = translate(va, access);
             RefMemslot slot = vm.findSlot(gpa);
@@ -218,7 +242,7 @@ public final class Mmu {
                 lastSegment = null;  // KVM_MEM_READONLY: a write exits to userspace as an MMIO write
                 return gpa;
             }
-            checkPage(slot, gpa, access);
+            checkPage(slot, gpa, access, size);
             i = fill(va, gpa, slot);
             if (access == ACC_WRITE && wTag[i] != vpn) {
                 // A page whose writes stay tracked (e.g. dirty-logged before harvesting): write through.
@@ -245,7 +269,7 @@ public final class Mmu {
         RefMemslot slot = vm.findSlot(gpa);
         lastSlot = slot;
         if (slot == null) return gpa;
-        checkPage(slot, gpa, ACC_EXEC);
+        checkPage(slot, gpa, ACC_EXEC, 1);
         fill(va, gpa, slot);
         return gpa;
     }
@@ -256,9 +280,9 @@ public final class Mmu {
      * logs the page. The memory-fault mechanisms hook in here: a page that is missing, poisoned, or of
      * the wrong private/shared kind makes the vCPU fill a memory-fault exit instead of returning.
      */
-    private void checkPage(RefMemslot slot, long gpa, int access) {
+    private void checkPage(RefMemslot slot, long gpa, int access, int size) {
         if (access == ACC_WRITE) {
-            vcpu.onWrite(slot, gpa);
+            vcpu.onWrite(slot, gpa, size);
         }
     }
 
@@ -270,6 +294,7 @@ public final class Mmu {
         if (rTag[i] != vpn || gpaOf[i] != gpaPage) {
             wTag[i] = -1L;
             xTag[i] = -1L;
+            wCode[i] = false;
         }
         rTag[i] = vpn;
         seg[i] = slot.segment;
@@ -277,7 +302,10 @@ public final class Mmu {
         gpaOf[i] = gpaPage;
         slotOf[i] = slot;
         if (leafExecutable) xTag[i] = vpn;
-        if (leafWritable && leafDirty && !slot.readonly && !vcpu.isWriteTracked(slot, gpaPage)) wTag[i] = vpn;
+        if (leafWritable && leafDirty && !slot.readonly && !vcpu.isDirtyTracked(slot, gpaPage)) {
+            if (slot.codeMark[slot.pageIndex(gpaPage)] != 0) wCode[i] = true;
+            else wTag[i] = vpn;
+        }
         return i;
     }
 
@@ -318,7 +346,7 @@ public final class Mmu {
                 long set = PTE_A | (access == ACC_WRITE ? PTE_D : 0);
                 if ((pte & set) != set) {
                     pte = (long) LONG.getAndBitwiseOr(slot.segment, off, set) | set;
-                    vcpu.onWrite(slot, pteGpa);  // the walk wrote the page-table page: log it, drop code
+                    vcpu.onWrite(slot, pteGpa, 8);  // the walk wrote the page-table page: log it, drop code
                 }
                 leafWritable = writable || !wp;
                 leafExecutable = !nx;
@@ -328,7 +356,7 @@ public final class Mmu {
             }
             if ((pte & PTE_A) == 0) {
                 LONG.getAndBitwiseOr(slot.segment, off, PTE_A);
-                vcpu.onWrite(slot, pteGpa);
+                vcpu.onWrite(slot, pteGpa, 8);
             }
             table = pte & PHYS_MASK;
         }

@@ -164,6 +164,22 @@ public abstract class CpuState {
 
     /** Condition code {@code cc} (the low nibble of jcc/setcc/cmovcc). */
     public final boolean cond(int cc) {
+        if (fop == F_SUB) {  // after cmp/sub: compare the operands directly
+            long a = fa, b = fb;
+            switch (cc) {
+                case 0x2: return Long.compareUnsigned(a, b) < 0;
+                case 0x3: return Long.compareUnsigned(a, b) >= 0;
+                case 0x4: return a == b;
+                case 0x5: return a != b;
+                case 0x6: return Long.compareUnsigned(a, b) <= 0;
+                case 0x7: return Long.compareUnsigned(a, b) > 0;
+                case 0xc: return sext(a, fsize) < sext(b, fsize);
+                case 0xd: return sext(a, fsize) >= sext(b, fsize);
+                case 0xe: return sext(a, fsize) <= sext(b, fsize);
+                case 0xf: return sext(a, fsize) > sext(b, fsize);
+                default: break;
+            }
+        }
         boolean v;
         switch (cc >> 1) {
             case 0 -> v = of();

@@ -124,6 +124,7 @@ public final class Interpreter extends CpuState {
             in.crossesPage = true;
             return in;  // not cached: it depends on two pages
         }
+        cp.slot.addCodeLines(cp.pageIndex, off, Math.max(in.len, 1));
         cp.insns[off] = in;
         return in;
     }
@@ -456,7 +457,7 @@ public final class Interpreter extends CpuState {
         long addr = ea(in);
         boolean atomic = (in.lock || in.op == XCHG) && (addr & 0xfff) + s <= 4096;
         if (atomic) {
-            long off = mmu.hostFor(addr, Mmu.ACC_WRITE);
+            long off = mmu.hostFor(addr, Mmu.ACC_WRITE, s);
             MemorySegment seg = mmu.lastSegment;
             if (seg != null) {
                 for (;;) {
@@ -839,7 +840,7 @@ public final class Interpreter extends CpuState {
         long b = 1L << bit;
         long v;
         if (in.mem && in.lock && (addr & 0xfff) + s <= 4096) {
-            long hoff = mmu.hostFor(addr, Mmu.ACC_WRITE);
+            long hoff = mmu.hostFor(addr, Mmu.ACC_WRITE, s);
             MemorySegment seg = mmu.lastSegment;
             if (seg != null) {
                 for (;;) {
