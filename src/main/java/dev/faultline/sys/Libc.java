@@ -56,6 +56,7 @@ public final class Libc {
     private static final MethodHandle close = capturing("close", FunctionDescriptor.of(C_INT, C_INT));
     private static final MethodHandle read = capturing("read", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG));
     private static final MethodHandle write = capturing("write", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG));
+    private static final MethodHandle pread = capturing("pread", FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_LONG, C_LONG));
     private static final MethodHandle ioctl = capturingVariadic("ioctl", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), 2);
     private static final MethodHandle mmap = capturing("mmap", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_INT, C_INT, C_INT, C_LONG));
     private static final MethodHandle munmap = capturing("munmap", FunctionDescriptor.of(C_INT, C_LONG, C_LONG));
@@ -133,6 +134,14 @@ public final class Libc {
 
     public static long write(MemorySegment capture, int fd, MemorySegment buf, long count) {
         try { return (long) write.invokeExact(capture, fd, buf, count); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /**
+     * pread(2) of {@code count} bytes at file {@code offset} into native memory at {@code address}, errno
+     * into the calling thread's capture segment. Allocation-free (the address is a plain long).
+     */
+    public static long pread(int fd, long address, long count, long offset) {
+        try { return (long) pread.invokeExact(errnoSegment(), fd, address, count, offset); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** ioctl with an integer (or address-as-integer) argument, errno into {@code capture}. */

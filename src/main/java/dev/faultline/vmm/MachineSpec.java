@@ -11,40 +11,46 @@ import java.time.Duration;
  * @param entry      the RIP of every vCPU at entry
  * @param exitLogLimit exits kept per vCPU for reports (0: none, the loop then allocates nothing)
  * @param consoleEcho where console bytes are echoed as they come, or null
+ * @param memoryPreparer prepares RAM before the vCPUs start and tears down after they stop (e.g. userfaultfd)
  */
 public record MachineSpec(long ramSize, GuestRam.Backing backing, int vcpus, byte[] image, long loadGpa, long entry,
                           int vmType, int mainSlotFlags, int exitLogLimit, Duration timeout,
-                          PrintStream consoleEcho, MemoryFaultHandler faultHandler) {
+                          PrintStream consoleEcho, MemoryFaultHandler faultHandler, MemoryPreparer memoryPreparer) {
 
     public MachineSpec {
         if (vcpus < 1) throw new IllegalArgumentException("at least one vCPU is needed, got " + vcpus);
         if (faultHandler == null) faultHandler = MemoryFaultHandler.NONE;
         if (timeout == null) timeout = Duration.ofMinutes(5);
         if (backing == null) backing = GuestRam.Backing.ANONYMOUS;
+        if (memoryPreparer == null) memoryPreparer = MemoryPreparer.NONE;
     }
 
     public static MachineSpec of(long ramSize, int vcpus, byte[] image, long loadGpa, long entry) {
         return new MachineSpec(ramSize, GuestRam.Backing.ANONYMOUS, vcpus, image, loadGpa, entry,
-                Caps.VM_TYPE_DEFAULT, 0, 1000, Duration.ofMinutes(5), null, MemoryFaultHandler.NONE);
+                Caps.VM_TYPE_DEFAULT, 0, 1000, Duration.ofMinutes(5), null, MemoryFaultHandler.NONE, MemoryPreparer.NONE);
     }
 
     public MachineSpec withExitLogLimit(int limit) {
-        return new MachineSpec(ramSize, backing, vcpus, image, loadGpa, entry, vmType, mainSlotFlags, limit, timeout, consoleEcho, faultHandler);
+        return new MachineSpec(ramSize, backing, vcpus, image, loadGpa, entry, vmType, mainSlotFlags, limit, timeout, consoleEcho, faultHandler, memoryPreparer);
     }
 
     public MachineSpec withTimeout(Duration t) {
-        return new MachineSpec(ramSize, backing, vcpus, image, loadGpa, entry, vmType, mainSlotFlags, exitLogLimit, t, consoleEcho, faultHandler);
+        return new MachineSpec(ramSize, backing, vcpus, image, loadGpa, entry, vmType, mainSlotFlags, exitLogLimit, t, consoleEcho, faultHandler, memoryPreparer);
     }
 
     public MachineSpec withConsoleEcho(PrintStream echo) {
-        return new MachineSpec(ramSize, backing, vcpus, image, loadGpa, entry, vmType, mainSlotFlags, exitLogLimit, timeout, echo, faultHandler);
+        return new MachineSpec(ramSize, backing, vcpus, image, loadGpa, entry, vmType, mainSlotFlags, exitLogLimit, timeout, echo, faultHandler, memoryPreparer);
     }
 
     public MachineSpec withBacking(GuestRam.Backing b) {
-        return new MachineSpec(ramSize, b, vcpus, image, loadGpa, entry, vmType, mainSlotFlags, exitLogLimit, timeout, consoleEcho, faultHandler);
+        return new MachineSpec(ramSize, b, vcpus, image, loadGpa, entry, vmType, mainSlotFlags, exitLogLimit, timeout, consoleEcho, faultHandler, memoryPreparer);
     }
 
     public MachineSpec withMainSlot(int flags, MemoryFaultHandler handler) {
-        return new MachineSpec(ramSize, backing, vcpus, image, loadGpa, entry, vmType, flags, exitLogLimit, timeout, consoleEcho, handler);
+        return new MachineSpec(ramSize, backing, vcpus, image, loadGpa, entry, vmType, flags, exitLogLimit, timeout, consoleEcho, handler, memoryPreparer);
+    }
+
+    public MachineSpec withMemoryPreparer(MemoryPreparer p) {
+        return new MachineSpec(ramSize, backing, vcpus, image, loadGpa, entry, vmType, mainSlotFlags, exitLogLimit, timeout, consoleEcho, faultHandler, p);
     }
 }
