@@ -91,6 +91,9 @@ final class BenchPagingCommand implements Callable<Integer> {
             description = "Microseconds a handler spins on non-blocking reads after its last event before sleeping in poll() (default: ${DEFAULT-VALUE}).")
     long spinMicros;
 
+    @Option(names = "--pin", description = "none, or paired: handler i and vCPU i share CPU i (default: paired with one handler per vCPU).")
+    String pin;
+
     @Option(names = "--backing", defaultValue = "anonymous",
             description = "anonymous (userfaultfd MISSING, UFFDIO_COPY) or memfd (MINOR, UFFDIO_CONTINUE) (default: ${DEFAULT-VALUE}).")
     String backing;
@@ -140,6 +143,7 @@ final class BenchPagingCommand implements Callable<Integer> {
             out.put("prefetch", Prefetch.describe(pf));
             out.put("handlers", handlerCount());
             out.put("spin_us", spinMicros);
+            out.put("pinning", pin);
             if (warmup) {
                 long small = Math.min(memPerVcpu, 16L << 20);
                 long wram = RegionLayout.of(BootProtocol.IMAGE_MIN_GPA * 4 + small * vcpus, vcpus).regionStart() + small * vcpus;
@@ -177,6 +181,7 @@ final class BenchPagingCommand implements Callable<Integer> {
     }
 
     private void checkArguments() {
+        if (pin == null) pin = handlerCount() == vcpus ? "paired" : "none";
         if (!backend.equals("kvm") && !backend.equals("ref")) throw new UserError("--backend is kvm or ref, not '" + backend + "'");
         if (backend.equals("ref")) {
             throw new UserError("the ref backend is not merged into this build (branch paging), so --backend ref cannot run; "
@@ -195,6 +200,8 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (sourceFile != null && !source.equals("file")) throw new UserError("--source-file needs --source file");
         if (!backing.equals("anonymous") && !backing.equals("memfd")) throw new UserError("--backing is anonymous or memfd, not '" + backing + "'");
         if (prefetch.equals("replay") && workingSet == null) throw new UserError("--prefetch replay needs --working-set FILE (record one with --record-working-set)");
+        if (!pin.equals("none") && !pin.equals("paired")) throw new UserError("--pin is none or paired, not '" + pin + "'");
+        if (pin.equals("paired") && handlerCount() != vcpus) throw new UserError("--pin paired needs one handler per vCPU");
         if (spinMicros < 0) throw new UserError("--spin-us must not be negative");
     }
 
@@ -272,7 +279,8 @@ final class BenchPagingCommand implements Callable<Integer> {
         List<Long> splits = new ArrayList<>();
         if (handlerCount() == vcpus) for (int i = 1; i < vcpus; i++) splits.add(workload.layout().sliceStart(i));
         UffdPager pager = new UffdPager(core, new UffdPager.Config(backing.equals("memfd") ? UffdPager.Mode.MINOR : UffdPager.Mode.MISSING,
-                handlerCount(), TimeUnit.MICROSECONDS.toNanos(spinMicros), zeropage, splits));
+                handlerCount(), TimeUnit.MICROSECONDS.toNanos(spinMicros), zeropage, splits,
+                pin.equals("paired") ? UffdPager.Pinning.PAIRED : UffdPager.Pinning.NONE));
         Result r = run(hv, workload, ram, pager, core, keepRam);
         if (pager.failure() != null) throw new UserError("paging failed: " + pager.failure().getMessage());
         return r;

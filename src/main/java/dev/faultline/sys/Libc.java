@@ -69,6 +69,7 @@ public final class Libc {
     private static final MethodHandle eventfd = capturing("eventfd", FunctionDescriptor.of(C_INT, C_INT, C_INT));
     private static final MethodHandle syscall1 = capturingVariadic("syscall", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG), 1);
     private static final MethodHandle gettid = plain("gettid", FunctionDescriptor.of(C_INT));
+    private static final MethodHandle sched_setaffinity = capturing("sched_setaffinity", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_PTR));
     private static final MethodHandle getpid = plain("getpid", FunctionDescriptor.of(C_INT));
     private static final MethodHandle tgkill = capturing("tgkill", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
     /** Returns an error number itself (0 on success); does not set errno. */
@@ -201,6 +202,21 @@ public final class Libc {
     /** The calling thread's kernel thread id. */
     public static int gettid() {
         try { return (int) gettid.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /**
+     * Pins the calling thread to CPU {@code cpu} (sched_setaffinity(0, ...)). Returns 0, or the errno
+     * (EINVAL for a CPU outside the allowed set).
+     */
+    public static int pinCurrentThread(int cpu) {
+        if (cpu < 0 || cpu >= 1024) return Errno.EINVAL;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment mask = a.allocate(SIGSET_SIZE, 8);
+            mask.set(ValueLayout.JAVA_LONG, 8L * (cpu / 64), 1L << (cpu % 64));
+            MemorySegment capture = errnoSegment();
+            int r = (int) sched_setaffinity.invokeExact(capture, 0, SIGSET_SIZE, mask);
+            return r == 0 ? 0 : errno(capture);
+        } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int getpid() {

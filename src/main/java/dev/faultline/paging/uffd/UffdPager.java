@@ -27,16 +27,25 @@ public final class UffdPager implements MemoryPreparer {
     public enum Mode { MISSING, MINOR }
 
     /**
+     * Where threads run. {@link #PAIRED} pins handler i and vCPU i to the same CPU (i modulo the CPU
+     * count): the two then hand a fault back and forth with same-CPU context switches instead of
+     * cross-CPU wake-ups, which on these machines cost an IPI to a halted CPU (docs/paging.md).
+     */
+    public enum Pinning { NONE, PAIRED }
+
+    /**
      * @param spinNanos how long a handler spins on non-blocking reads after its last event before it
      *     sleeps in poll() (0: always sleep)
      * @param zeropage  map zero runs with UFFDIO_ZEROPAGE instead of copying zeros (MISSING only)
      * @param splitGpas where parts start after the first (page-aligned, increasing, inside the paged
      *     range), or empty for {@code handlers} equal parts
+     * @param pinning   where handler and vCPU threads run
      */
-    public record Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas) {
+    public record Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning) {
         public Config {
             if (handlers < 1) throw new IllegalArgumentException("at least one handler thread is needed, got " + handlers);
             splitGpas = splitGpas == null ? List.of() : List.copyOf(splitGpas);
+            if (pinning == null) pinning = Pinning.NONE;
             if (!splitGpas.isEmpty() && splitGpas.size() != handlers - 1) {
                 throw new IllegalArgumentException(handlers + " handlers need " + (handlers - 1) + " split points, got " + splitGpas.size());
             }
@@ -103,6 +112,11 @@ public final class UffdPager implements MemoryPreparer {
         return b;
     }
 
+    private static void pin(int cpu) {
+        int errno = Libc.pinCurrentThread(cpu);
+        if (errno != 0) throw new dev.faultline.sys.ErrnoException("sched_setaffinity", errno, "pinning " + Thread.currentThread().getName() + " to CPU " + cpu);
+    }
+
     private final class Running implements Session {
         private final Context context;
         private final AtomicIntegerArray vcpuTids;
@@ -142,13 +156,17 @@ public final class UffdPager implements MemoryPreparer {
                 handlers.add(new UffdHandler(u, caller, core, lane, hvaBase, stopFd, config.spinNanos(), vcpuTids, context.stopMachine()));
             }
             for (int i = 0; i < handlers.size(); i++) {
-                threads.add(Thread.ofPlatform().daemon().name("uffd-handler-" + i).start(handlers.get(i)));
+                UffdHandler h = handlers.get(i);
+                int cpu = i % Runtime.getRuntime().availableProcessors();
+                Runnable body = config.pinning() == Pinning.PAIRED ? () -> { pin(cpu); h.run(); } : h;
+                threads.add(Thread.ofPlatform().daemon().name("uffd-handler-" + i).start(body));
             }
         }
 
         @Override
         public void vcpuThreadStarted(int index) {
             vcpuTids.set(index, Libc.gettid());
+            if (config.pinning() == Pinning.PAIRED) pin(index % Runtime.getRuntime().availableProcessors());
         }
 
         @Override
