@@ -91,7 +91,7 @@ public final class FaultCore {
 
     /**
      * Serves a fault of vCPU {@code vcpu} (or -1: unknown) at {@code gpa} on {@code lane}'s thread.
-     * @return pages this call installed (0 when the page turned out to be there already), {@link #WAIT}
+     * @return pages this call installed (0 when the page was there already: its waiters are woken), {@link #WAIT}
      *     when another lane is fetching it (its install wakes uffd waiters; exit delivery waits for
      *     {@link PageStates#isPresent}), {@link #RETRY} when the install met EAGAIN (read pending events,
      *     then call again: the faulting thread still waits), {@link #GONE} when the address space is
@@ -124,14 +124,14 @@ public final class FaultCore {
                 lane.stats.waits++;
                 return WAIT;
             }
-            if (!lane.installer.verifiesPresentPages()) return 0;
-            if (!states.reclaim(page)) continue;
-            int r = installRun(lane, page, 1);
-            if (r > 0) {
-                lane.stats.staleReinstalls++;
-                lane.stats.recordFault(vcpu, System.nanoTime() - t0, r);
-            }
-            return r == RETRY || r == GONE ? r : 0;
+            // PRESENT: the install that made it present woke every thread waiting on it when the
+            // fault was queued before it; a fault queued after it found the page mapped and never
+            // slept. Wake anyway (cheap, harmless) so a lost wake-up cannot strand a thread.
+            // A page can't be PRESENT here yet unmapped: a REMOVE resets it to MISSING before the
+            // kernel zaps it, and markPresent never overrides that reset.
+            lane.installer.wake(gpaOf(page), PAGE);
+            lane.stats.presentWakes++;
+            return 0;
         }
     }
 

@@ -26,7 +26,10 @@ public interface Installer {
      */
     long install(long gpa, long len, boolean zero);
 
-    /** Wakes threads waiting on [gpa, gpa + len) without installing (after -EEXIST). */
+    /**
+     * Wakes threads waiting on [gpa, gpa + len) without installing (after -EEXIST, or a fault on a
+     * page already present); exit delivery marks the pages present again (idempotent).
+     */
     void wake(long gpa, long len);
 
     /**
@@ -35,11 +38,4 @@ public interface Installer {
      * source of zeros.
      */
     boolean zeroNeedsFill();
-
-    /**
-     * True when a fault on a page the core thinks PRESENT must be checked by a second install (uffd:
-     * the kernel only reports faults on unmapped pages, and a second COPY cannot overwrite data, it
-     * fails with EEXIST); false when re-installing would overwrite guest data (exit delivery).
-     */
-    boolean verifiesPresentPages();
 }

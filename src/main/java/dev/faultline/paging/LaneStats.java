@@ -14,7 +14,7 @@ public final class LaneStats {
 
     final Histogram[] latency;
     long faults, faultPages, prefetchPages, installCalls, bytes;
-    long eexist, eagain, waits, staleReinstalls, removes, removedPages, minorEvents, missingEvents, gone;
+    long eexist, eagain, waits, presentWakes, removes, removedPages, minorEvents, missingEvents, gone;
 
     LaneStats(int vcpus) {
         latency = new Histogram[vcpus + 1];
@@ -52,7 +52,8 @@ public final class LaneStats {
     public long eexist() { return eexist; }
     public long eagain() { return eagain; }
     public long waits() { return waits; }
-    public long staleReinstalls() { return staleReinstalls; }
+    /** Faults on pages already present (queued before their install): woken again, not re-fetched. */
+    public long presentWakes() { return presentWakes; }
     public long removes() { return removes; }
     public long removedPages() { return removedPages; }
     public long minorEvents() { return minorEvents; }

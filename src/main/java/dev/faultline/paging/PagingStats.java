@@ -82,7 +82,7 @@ public final class PagingStats {
             x.put("eexist", s.eexist());
             x.put("eagain", s.eagain());
             x.put("waits_for_other_lane", s.waits());
-            x.put("stale_reinstalls", s.staleReinstalls());
+            x.put("faults_on_present_pages", s.presentWakes());
             x.put("remove_events", s.removes());
             x.put("removed_pages", s.removedPages());
             handlers.add(x);

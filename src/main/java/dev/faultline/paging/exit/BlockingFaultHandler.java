@@ -22,7 +22,6 @@ public final class BlockingFaultHandler implements MemoryFaultHandler, AutoClose
     private static final long EMPTY = 0;
 
     private final FaultCore core;
-    private final PresentHook hook;
     private final FaultCore.Lane lane;
     private final AtomicLongArray requests;
     private final AtomicReferenceArray<String> results;
@@ -33,7 +32,6 @@ public final class BlockingFaultHandler implements MemoryFaultHandler, AutoClose
 
     public BlockingFaultHandler(FaultCore core, HostMemory ram, int vcpus, PresentHook hook) {
         this.core = core;
-        this.hook = hook;
         this.lane = core.newLane("blocking-handler", core.baseGpa(), core.endGpa(), new RamInstaller(ram, hook));
         this.requests = new AtomicLongArray(vcpus);
         this.results = new AtomicReferenceArray<>(vcpus);
@@ -82,10 +80,7 @@ public final class BlockingFaultHandler implements MemoryFaultHandler, AutoClose
             while (true) {
                 int r = core.serveFault(lane, vcpu, gpa);
                 if (r > 0) return null;
-                if (r == 0) {
-                    hook.markPresent(gpa, FaultCore.PAGE);
-                    return null;
-                }
+                if (r == 0) return null;
                 if (r == FaultCore.GONE) return "the page could not be installed (address space going away)";
                 // WAIT cannot happen with one lane unless another delivery shares the core; RETRY: again.
                 if (r == FaultCore.WAIT) Thread.onSpinWait();

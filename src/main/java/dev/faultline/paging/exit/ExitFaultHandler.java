@@ -24,11 +24,9 @@ public final class ExitFaultHandler implements MemoryFaultHandler {
 
     private final FaultCore core;
     private final FaultCore.Lane[] lanes;
-    private final PresentHook hook;
 
     public ExitFaultHandler(FaultCore core, HostMemory ram, int vcpus, PresentHook hook) {
         this.core = core;
-        this.hook = hook;
         this.lanes = new FaultCore.Lane[vcpus];
         for (int i = 0; i < vcpus; i++) {
             lanes[i] = core.newLane("vcpu-" + i, core.baseGpa(), core.endGpa(), new RamInstaller(ram, hook));
@@ -55,10 +53,7 @@ public final class ExitFaultHandler implements MemoryFaultHandler {
         while (true) {
             int r = core.serveFault(lane, vcpu, gpa);
             if (r > 0) return null;
-            if (r == 0) {
-                hook.markPresent(gpa, FaultCore.PAGE); // present already: make sure the backend knows
-                return null;
-            }
+            if (r == 0) return null; // present already; the core marked it again through the hook
             if (r == FaultCore.WAIT) {
                 awaitPresent(core.pageOf(gpa));
                 return null;

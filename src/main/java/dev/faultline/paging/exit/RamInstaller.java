@@ -29,5 +29,4 @@ final class RamInstaller implements Installer {
     public void wake(long gpa, long len) { hook.markPresent(gpa, len); }
 
     @Override public boolean zeroNeedsFill() { return true; }
-    @Override public boolean verifiesPresentPages() { return false; }
 }

@@ -40,5 +40,4 @@ final class ContinueInstaller implements Installer {
     public void wake(long gpa, long len) { uffd.wake(caller, hvaBase + gpa, len); }
 
     @Override public boolean zeroNeedsFill() { return true; }
-    @Override public boolean verifiesPresentPages() { return true; }
 }

@@ -48,5 +48,4 @@ final class CopyInstaller implements Installer {
     public void wake(long gpa, long len) { uffd.wake(caller, hvaBase + gpa, len); }
 
     @Override public boolean zeroNeedsFill() { return false; }
-    @Override public boolean verifiesPresentPages() { return true; }
 }
