@@ -91,7 +91,7 @@ final class BenchPagingCommand implements Callable<Integer> {
             description = "Microseconds a handler spins on non-blocking reads after its last event before sleeping in poll() (default: ${DEFAULT-VALUE}).")
     long spinMicros;
 
-    @Option(names = "--pin", description = "none, or paired: handler i and vCPU i share CPU i (default: paired with one handler per vCPU).")
+    @Option(names = "--pin", description = "none, or paired: handler i and vCPU i share CPU i (default: paired with one handler per vCPU when every CPU has a vCPU or --prefetch none).")
     String pin;
 
     @Option(names = "--backing", defaultValue = "anonymous",
@@ -181,7 +181,12 @@ final class BenchPagingCommand implements Callable<Integer> {
     }
 
     private void checkArguments() {
-        if (pin == null) pin = handlerCount() == vcpus ? "paired" : "none";
+        // Pairing handler i with vCPU i on one CPU saves cross-CPU wake-ups, but background readahead
+        // wants a CPU of its own: pair when every CPU has a vCPU, or when nothing runs in the background.
+        if (pin == null) {
+            boolean busy = vcpus >= Runtime.getRuntime().availableProcessors() || prefetch.equals("none");
+            pin = handlerCount() == vcpus && busy ? "paired" : "none";
+        }
         if (!backend.equals("kvm") && !backend.equals("ref")) throw new UserError("--backend is kvm or ref, not '" + backend + "'");
         if (backend.equals("ref")) {
             throw new UserError("the ref backend is not merged into this build (branch paging), so --backend ref cannot run; "

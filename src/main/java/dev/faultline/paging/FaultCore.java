@@ -270,12 +270,16 @@ public final class FaultCore {
             this.window = prefetch instanceof Prefetch.Readahead r ? r.initialPages() : 1;
         }
 
-        /** Pages to install for a fault at {@code page}, faulting page included. */
+        /**
+         * Pages to install for a fault at {@code page}, faulting page included. With background
+         * readahead only the first {@code initialPages} are installed while the vCPU waits; the rest
+         * of the window follows in the background, so the fault's latency stays that of a small run.
+         */
         int want(long page) {
             if (!(prefetch instanceof Prefetch.Readahead r)) return 1;
             boolean sequential = expectNext >= 0 && page >= expectNext && page <= Math.max(expectNext, end);
             window = sequential ? Math.min(window * 2, r.maxPages()) : r.initialPages();
-            return window;
+            return r.aheadPages() > 0 ? r.initialPages() : window;
         }
 
         void served(long page, int n, long limit) {
