@@ -18,14 +18,34 @@ public final class HostMemory implements AutoCloseable {
     private final long size;
     private final int fd;
     private final MemorySegment segment;
+    private final boolean ownsFd;
     private volatile boolean closed;
 
     private HostMemory(Kind kind, long address, long size, int fd) {
+        this(kind, address, size, fd, true);
+    }
+
+    private HostMemory(Kind kind, long address, long size, int fd, boolean ownsFd) {
         this.kind = kind;
         this.address = address;
         this.size = size;
         this.fd = fd;
+        this.ownsFd = ownsFd;
         this.segment = MemorySegment.ofAddress(address).reinterpret(size);
+    }
+
+    /**
+     * A second MAP_SHARED mapping of this memfd: the same page cache at another address. Writing
+     * through it fills pages without touching this mapping's page tables, which is how userfaultfd
+     * MINOR mode is served (fill the page cache, then UFFDIO_CONTINUE). Closing the alias unmaps it
+     * and leaves the memfd open.
+     * @throws IllegalStateException for anonymous memory, which has no page cache to share
+     */
+    public HostMemory alias() {
+        if (kind != Kind.MEMFD) throw new IllegalStateException("an alias mapping needs memfd-backed memory, not " + this);
+        long addr = Libc.mmap(0, size, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED, fd, 0);
+        Libc.check(addr, "mmap(MAP_SHARED)", "alias of memfd " + fd);
+        return new HostMemory(Kind.MEMFD, addr, size, fd, false);
     }
 
     /** Private anonymous memory, reserved lazily (MAP_NORESERVE): pages appear on first touch. */
@@ -95,7 +115,7 @@ public final class HostMemory implements AutoCloseable {
         if (closed) return;
         closed = true;
         Libc.munmap(address, size);
-        if (fd >= 0) Libc.close(fd);
+        if (fd >= 0 && ownsFd) Libc.close(fd);
     }
 
     @Override

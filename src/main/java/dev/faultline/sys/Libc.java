@@ -56,6 +56,7 @@ public final class Libc {
     private static final MethodHandle close = capturing("close", FunctionDescriptor.of(C_INT, C_INT));
     private static final MethodHandle read = capturing("read", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG));
     private static final MethodHandle write = capturing("write", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG));
+    private static final MethodHandle pread = capturing("pread", FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_LONG, C_LONG));
     private static final MethodHandle ioctl = capturingVariadic("ioctl", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), 2);
     private static final MethodHandle mmap = capturing("mmap", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_INT, C_INT, C_INT, C_LONG));
     private static final MethodHandle munmap = capturing("munmap", FunctionDescriptor.of(C_INT, C_LONG, C_LONG));
@@ -68,6 +69,7 @@ public final class Libc {
     private static final MethodHandle eventfd = capturing("eventfd", FunctionDescriptor.of(C_INT, C_INT, C_INT));
     private static final MethodHandle syscall1 = capturingVariadic("syscall", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG), 1);
     private static final MethodHandle gettid = plain("gettid", FunctionDescriptor.of(C_INT));
+    private static final MethodHandle sched_setaffinity = capturing("sched_setaffinity", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_PTR));
     private static final MethodHandle getpid = plain("getpid", FunctionDescriptor.of(C_INT));
     private static final MethodHandle tgkill = capturing("tgkill", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
     /** Returns an error number itself (0 on success); does not set errno. */
@@ -135,6 +137,14 @@ public final class Libc {
         try { return (long) write.invokeExact(capture, fd, buf, count); } catch (Throwable t) { throw rethrow(t); }
     }
 
+    /**
+     * pread(2) of {@code count} bytes at file {@code offset} into native memory at {@code address}, errno
+     * into the calling thread's capture segment. Allocation-free (the address is a plain long).
+     */
+    public static long pread(int fd, long address, long count, long offset) {
+        try { return (long) pread.invokeExact(errnoSegment(), fd, address, count, offset); } catch (Throwable t) { throw rethrow(t); }
+    }
+
     /** ioctl with an integer (or address-as-integer) argument, errno into {@code capture}. */
     public static int ioctl(MemorySegment capture, int fd, long request, long arg) {
         try { return (int) ioctl.invokeExact(capture, fd, request, arg); } catch (Throwable t) { throw rethrow(t); }
@@ -192,6 +202,21 @@ public final class Libc {
     /** The calling thread's kernel thread id. */
     public static int gettid() {
         try { return (int) gettid.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /**
+     * Pins the calling thread to CPU {@code cpu} (sched_setaffinity(0, ...)). Returns 0, or the errno
+     * (EINVAL for a CPU outside the allowed set).
+     */
+    public static int pinCurrentThread(int cpu) {
+        if (cpu < 0 || cpu >= 1024) return Errno.EINVAL;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment mask = a.allocate(SIGSET_SIZE, 8);
+            mask.set(ValueLayout.JAVA_LONG, 8L * (cpu / 64), 1L << (cpu % 64));
+            MemorySegment capture = errnoSegment();
+            int r = (int) sched_setaffinity.invokeExact(capture, 0, SIGSET_SIZE, mask);
+            return r == 0 ? 0 : errno(capture);
+        } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int getpid() {

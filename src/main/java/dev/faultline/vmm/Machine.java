@@ -52,25 +52,50 @@ public final class Machine implements AutoCloseable {
     public GuestRam ram() { return ram; }
     public List<Vcpu> vcpus() { return vcpus; }
 
-    /** Runs every vCPU to its end (or the spec's timeout) and reports. */
+    /**
+     * Runs every vCPU to its end (or the spec's timeout) and reports. The spec's
+     * {@link MemoryPreparer} prepares RAM before the first entry and is closed after the last vCPU
+     * stopped, before RAM is hashed.
+     */
     public RunReport run() {
         List<VcpuRunner> runners = new ArrayList<>();
         List<Thread> threads = new ArrayList<>();
         for (int i = 0; i < vcpus.size(); i++) {
             runners.add(new VcpuRunner(i, vcpus.get(i), spec.faultHandler(), spec.exitLogLimit(), spec.consoleEcho()));
         }
-        long t0 = System.nanoTime();
-        for (int i = 0; i < runners.size(); i++) {
-            VcpuRunner runner = runners.get(i);
-            Thread t = Thread.ofPlatform().name("vcpu-" + i).unstarted(() -> {
-                runner.run();
-                if (runner.failed()) {
-                    for (VcpuRunner other : runners) if (other != runner) other.requestStop("stopped because vCPU " + runner.result().index() + " failed");
-                }
-            });
-            threads.add(t);
+        MemoryPreparer.Session session = spec.memoryPreparer().prepare(new MemoryPreparer.Context(vm, ram, vcpus.size(),
+                reason -> { for (VcpuRunner r : runners) r.requestStop(reason); }));
+        long t0;
+        try {
+            t0 = System.nanoTime();
+            for (int i = 0; i < runners.size(); i++) {
+                VcpuRunner runner = runners.get(i);
+                int index = i;
+                Thread t = Thread.ofPlatform().name("vcpu-" + i).unstarted(() -> {
+                    session.vcpuThreadStarted(index);
+                    runner.run();
+                    if (runner.failed()) {
+                        for (VcpuRunner other : runners) if (other != runner) other.requestStop("stopped because vCPU " + runner.result().index() + " failed");
+                    }
+                });
+                threads.add(t);
+            }
+            threads.forEach(Thread::start);
+            awaitAll(runners, threads, t0);
+        } finally {
+            session.close();
         }
-        threads.forEach(Thread::start);
+        long runNanos = System.nanoTime() - t0;
+        List<VcpuResult> results = new ArrayList<>();
+        ExitStats total = new ExitStats();
+        for (VcpuRunner r : runners) {
+            results.add(r.result());
+            r.stats().addTo(total);
+        }
+        return new RunReport(hypervisor.name(), ram.size(), results, ram.sha256(), total.asMap(), setupNanos, runNanos);
+    }
+
+    private void awaitAll(List<VcpuRunner> runners, List<Thread> threads, long t0) {
         long deadline = t0 + spec.timeout().toNanos();
         boolean timedOut = false;
         for (Thread t : threads) {
@@ -97,14 +122,6 @@ public final class Machine implements AutoCloseable {
                 }
             }
         }
-        long runNanos = System.nanoTime() - t0;
-        List<VcpuResult> results = new ArrayList<>();
-        ExitStats total = new ExitStats();
-        for (VcpuRunner r : runners) {
-            results.add(r.result());
-            r.stats().addTo(total);
-        }
-        return new RunReport(hypervisor.name(), ram.size(), results, ram.sha256(), total.asMap(), setupNanos, runNanos);
     }
 
     static long millis(long nanos) {

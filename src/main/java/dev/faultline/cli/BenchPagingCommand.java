@@ -1,0 +1,435 @@
+package dev.faultline.cli;
+
+import dev.faultline.guest.BootProtocol;
+import dev.faultline.guest.BootSetup;
+import dev.faultline.guest.GuestImage;
+import dev.faultline.guest.workload.RegionLayout;
+import dev.faultline.guest.workload.Workload;
+import dev.faultline.guest.workload.WorkloadParams;
+import dev.faultline.guest.workload.Workloads;
+import dev.faultline.hv.Hypervisor;
+import dev.faultline.paging.FaultCore;
+import dev.faultline.paging.FileSource;
+import dev.faultline.paging.PageSource;
+import dev.faultline.paging.PagingStats;
+import dev.faultline.paging.Prefetch;
+import dev.faultline.paging.WorkingSet;
+import dev.faultline.paging.ZeroSource;
+import dev.faultline.paging.uffd.UffdPager;
+import dev.faultline.vmm.Backends;
+import dev.faultline.vmm.GuestRam;
+import dev.faultline.vmm.Machine;
+import dev.faultline.vmm.MachineSpec;
+import dev.faultline.vmm.MemoryPreparer;
+import dev.faultline.vmm.RunReport;
+import dev.faultline.vmm.VcpuResult;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "paging", mixinStandardHelpOptions = true,
+        description = {"Demand-paging benchmark: each vCPU touches one word of every page of its own region (seq-write,",
+                "as the kernel's demand_paging_test), with every first touch served by faultline's fault core.",
+                "Reports pages/s overall and per vCPU, fault-latency percentiles per vCPU (HdrHistogram) and",
+                "handler counters. --baseline also runs the guest on memory that needs no paging (the first-touch",
+                "ceiling); --c-baseline runs bench/uffd_copy_baseline.c (one poll()ing handler per vCPU, one",
+                "UFFDIO_COPY per fault) on the same machine."})
+final class BenchPagingCommand implements Callable<Integer> {
+    @Option(names = "--backend", defaultValue = "kvm", description = "kvm or ref (default: ${DEFAULT-VALUE}).")
+    String backend;
+
+    @Option(names = "--delivery", defaultValue = "uffd", description = "uffd (kvm), exit or blocking (ref) (default: ${DEFAULT-VALUE}).")
+    String delivery;
+
+    @Option(names = "--vcpus", defaultValue = "1", description = "vCPUs (default: ${DEFAULT-VALUE}).")
+    int vcpus;
+
+    @Option(names = "--mem-per-vcpu", defaultValue = "128M", converter = Units.SizeConverter.class,
+            description = "Memory each vCPU touches (default: ${DEFAULT-VALUE}).")
+    long memPerVcpu;
+
+    @Option(names = "--source", defaultValue = "zero", description = "zero or file (default: ${DEFAULT-VALUE}).")
+    String source;
+
+    @Option(names = "--source-file", description = "Flat RAM image for --source file (default: a generated sparse image, removed after).")
+    Path sourceFile;
+
+    @Option(names = "--prefetch", defaultValue = "readahead", description = "none, readahead or replay (default: ${DEFAULT-VALUE}).")
+    String prefetch;
+
+    @Option(names = "--readahead", defaultValue = "16:256:8192",
+            description = "Readahead INITIAL:MAX:AHEAD in pages: window start, window limit, background pages ahead (default: ${DEFAULT-VALUE}).")
+    String readahead;
+
+    @Option(names = "--working-set", description = "Working-set file to replay (--prefetch replay).")
+    Path workingSet;
+
+    @Option(names = "--record-working-set", description = "Write the order of first touches to this file.")
+    Path recordWorkingSet;
+
+    @Option(names = "--handlers", description = "uffd handler threads, one userfaultfd each (default: one per vCPU).")
+    Integer handlers;
+
+    @Option(names = "--spin-us", defaultValue = "0",
+            description = "Microseconds a handler spins on non-blocking reads after its last event before sleeping in poll() (default: ${DEFAULT-VALUE}).")
+    long spinMicros;
+
+    @Option(names = "--pin", description = "none, or paired: handler i and vCPU i share CPU i (default: paired with one handler per vCPU when every CPU has a vCPU or --prefetch none).")
+    String pin;
+
+    @Option(names = "--backing", defaultValue = "anonymous",
+            description = "anonymous (userfaultfd MISSING, UFFDIO_COPY) or memfd (MINOR, UFFDIO_CONTINUE) (default: ${DEFAULT-VALUE}).")
+    String backing;
+
+    @Option(names = "--zeropage", description = "Map zero runs with UFFDIO_ZEROPAGE instead of copying zeros.")
+    boolean zeropage;
+
+    @Option(names = "--baseline", description = "Also run the guest on memory needing no demand paging and report the ratio.")
+    boolean baseline;
+
+    @Option(names = "--c-baseline", description = "Also build (gcc) and run bench/uffd_copy_baseline.c and report the ratio.")
+    boolean cBaseline;
+
+    @Option(names = "--warmup", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "Run a small paged run first so the handler code is compiled (default: on; --no-warmup to skip).")
+    boolean warmup;
+
+    @Option(names = "--json", description = "Print one JSON object.")
+    boolean json;
+
+    @Override
+    public Integer call() throws Exception {
+        checkArguments();
+        long ram = RegionLayout.of(BootProtocol.IMAGE_MIN_GPA * 4 + memPerVcpu * vcpus, vcpus).regionStart() + memPerVcpu * vcpus;
+        Workload workload = Workloads.build("seq-write", WorkloadParams.of(ram, vcpus));
+        if (workload.layout().sliceBytes() != memPerVcpu) {
+            throw new UserError("--mem-per-vcpu " + memPerVcpu + " does not give whole slices (layout " + workload.description() + ")");
+        }
+        Path generated = null;
+        Path file = sourceFile;
+        if (source.equals("file") && file == null) {
+            generated = Files.createTempFile("faultline-pages-", ".img");
+            writeSampleImage(generated, ram, workload.layout().regionStart());
+            file = generated;
+        }
+        try (Hypervisor hv = Backends.open(backend)) {
+            Map<String, Object> out = new LinkedHashMap<>();
+            out.put("benchmark", "paging");
+            out.put("backend", backend);
+            out.put("delivery", delivery);
+            out.put("mode", backing.equals("memfd") ? "MINOR (UFFDIO_CONTINUE)" : "MISSING (" + (zeropage ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY") + ")");
+            out.put("workload", workload.description());
+            out.put("vcpus", vcpus);
+            out.put("mem_per_vcpu", memPerVcpu);
+            out.put("source", source.equals("file") ? "file " + file : "zero");
+            Prefetch pf = prefetchPolicy();
+            out.put("prefetch", Prefetch.describe(pf));
+            out.put("handlers", handlerCount());
+            out.put("spin_us", spinMicros);
+            out.put("pinning", pin);
+            if (warmup) {
+                long small = Math.min(memPerVcpu, 16L << 20);
+                long wram = RegionLayout.of(BootProtocol.IMAGE_MIN_GPA * 4 + small * vcpus, vcpus).regionStart() + small * vcpus;
+                Workload w = Workloads.build("seq-write", WorkloadParams.of(wram, vcpus));
+                pagedRun(hv, w, wram, ZeroSource.INSTANCE, pf instanceof Prefetch.Replay ? Prefetch.NONE : pf, false);
+            }
+            PageSource src = source.equals("file") ? FileSource.open(file, ram) : ZeroSource.INSTANCE;
+            Result paged;
+            try (src) {
+                paged = pagedRun(hv, workload, ram, src, pf, true);
+                if (source.equals("file")) paged.extra.put("ram_matches_file_except_stamps", compareWithFile(paged, file));
+            }
+            out.putAll(paged.toMap());
+            if (recordWorkingSet != null) {
+                paged.core.recordedWorkingSet().write(recordWorkingSet);
+                out.put("working_set_recorded", Map.of("file", recordWorkingSet.toString(), "pages", paged.core.recordedWorkingSet().size()));
+            }
+            if (baseline) {
+                Result first = run(hv, workload, ram, MemoryPreparer.NONE, null);
+                out.put("first_touch_ceiling", first.toMap());
+                out.put("ratio_to_first_touch", round(paged.pagesPerSecond() / first.pagesPerSecond()));
+            }
+            if (cBaseline) {
+                Map<String, Object> c = runCBaseline(workload, ram, "uffd");
+                out.put("c_baseline", c);
+                double cps = ((Number) c.get("pages_per_sec")).doubleValue();
+                out.put("ratio_to_c_baseline", round(paged.pagesPerSecond() / cps));
+            }
+            if (json) Json.print(System.out, out);
+            else printText(out);
+            return 0;
+        } finally {
+            if (generated != null) Files.deleteIfExists(generated);
+        }
+    }
+
+    private void checkArguments() {
+        // Pairing handler i with vCPU i on one CPU saves cross-CPU wake-ups, but background readahead
+        // wants a CPU of its own: pair when every CPU has a vCPU, or when nothing runs in the background.
+        if (pin == null) {
+            boolean busy = vcpus >= Runtime.getRuntime().availableProcessors() || prefetch.equals("none");
+            pin = handlerCount() == vcpus && busy ? "paired" : "none";
+        }
+        if (!backend.equals("kvm") && !backend.equals("ref")) throw new UserError("--backend is kvm or ref, not '" + backend + "'");
+        if (backend.equals("ref")) {
+            throw new UserError("the ref backend is not merged into this build (branch paging), so --backend ref cannot run; "
+                    + "its exit and blocking deliveries (dev.faultline.paging.exit) wait for its exit-on-missing memslot flag");
+        }
+        if (!delivery.equals("uffd")) {
+            if (delivery.equals("exit") || delivery.equals("blocking")) {
+                throw new UserError("--delivery " + delivery + " needs the ref backend's exit-on-missing memslot flag; kvm has no exit on "
+                        + "missing pages, so on kvm demand paging goes through userfaultfd (--delivery uffd)");
+            }
+            throw new UserError("--delivery is uffd, exit or blocking, not '" + delivery + "'");
+        }
+        if (vcpus < 1 || vcpus > BootProtocol.MAX_VCPUS) throw new UserError("--vcpus must be 1.." + BootProtocol.MAX_VCPUS);
+        if (memPerVcpu < FaultCore.PAGE || memPerVcpu % FaultCore.PAGE != 0) throw new UserError("--mem-per-vcpu must be a positive multiple of 4 KiB");
+        if (!source.equals("zero") && !source.equals("file")) throw new UserError("--source is zero or file, not '" + source + "'");
+        if (sourceFile != null && !source.equals("file")) throw new UserError("--source-file needs --source file");
+        if (!backing.equals("anonymous") && !backing.equals("memfd")) throw new UserError("--backing is anonymous or memfd, not '" + backing + "'");
+        if (prefetch.equals("replay") && workingSet == null) throw new UserError("--prefetch replay needs --working-set FILE (record one with --record-working-set)");
+        if (!pin.equals("none") && !pin.equals("paired")) throw new UserError("--pin is none or paired, not '" + pin + "'");
+        if (pin.equals("paired") && handlerCount() != vcpus) throw new UserError("--pin paired needs one handler per vCPU");
+        if (spinMicros < 0) throw new UserError("--spin-us must not be negative");
+    }
+
+    private int handlerCount() { return handlers == null ? vcpus : handlers; }
+
+    private Prefetch prefetchPolicy() {
+        return switch (prefetch) {
+            case "none" -> Prefetch.NONE;
+            case "readahead" -> {
+                String[] p = readahead.split(":");
+                if (p.length != 3) throw new UserError("--readahead is INITIAL:MAX:AHEAD in pages, e.g. 16:256:8192");
+                try {
+                    yield new Prefetch.Readahead(Integer.parseInt(p[0]), Integer.parseInt(p[1]), Integer.parseInt(p[2]));
+                } catch (NumberFormatException e) {
+                    throw new UserError("--readahead is INITIAL:MAX:AHEAD in pages, e.g. 16:256:8192, not '" + readahead + "'");
+                }
+            }
+            case "replay" -> new Prefetch.Replay(WorkingSet.read(workingSet), 64);
+            default -> throw new UserError("--prefetch is none, readahead or replay, not '" + prefetch + "'");
+        };
+    }
+
+    /** One measured run. */
+    private static final class Result {
+        final Workload workload;
+        final RunReport report;
+        final FaultCore core;
+        final MemorySegment ramCopy;
+        final Map<String, Object> extra = new LinkedHashMap<>();
+
+        Result(Workload workload, RunReport report, FaultCore core, MemorySegment ramCopy) {
+            this.workload = workload;
+            this.report = report;
+            this.core = core;
+            this.ramCopy = ramCopy;
+        }
+
+        long pages() { return workload.touchesPerVcpu() * report.vcpus().size(); }
+
+        double seconds() {
+            long max = 0;
+            for (VcpuResult v : report.vcpus()) max = Math.max(max, v.runNanos());
+            return max / 1e9;
+        }
+
+        double pagesPerSecond() { return pages() / seconds(); }
+
+        Map<String, Object> toMap() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("pages", pages());
+            m.put("seconds", round(seconds()));
+            m.put("pages_per_sec", Math.round(pagesPerSecond()));
+            List<Object> per = new ArrayList<>();
+            PagingStats stats = core == null ? null : new PagingStats(core);
+            for (VcpuResult v : report.vcpus()) {
+                Map<String, Object> x = new LinkedHashMap<>();
+                x.put("vcpu", v.index());
+                x.put("pages", workload.touchesPerVcpu());
+                x.put("seconds", round(v.runNanos() / 1e9));
+                x.put("pages_per_sec", Math.round(workload.touchesPerVcpu() / (v.runNanos() / 1e9)));
+                if (stats != null) x.put("fault_latency", PagingStats.percentiles(stats.latency(v.index())));
+                per.add(x);
+            }
+            m.put("per_vcpu", per);
+            if (stats != null) m.put("handler", stats.toMap());
+            m.put("verified", "every vCPU ended with done 0 and every page holds its stamp");
+            m.putAll(extra);
+            return m;
+        }
+    }
+
+    private Result pagedRun(Hypervisor hv, Workload workload, long ram, PageSource src, Prefetch pf, boolean keepRam) {
+        long base = BootProtocol.IMAGE_MIN_GPA;
+        FaultCore core = new FaultCore(src, base, ram - base, vcpus, pf, recordWorkingSet != null);
+        List<Long> splits = new ArrayList<>();
+        if (handlerCount() == vcpus) for (int i = 1; i < vcpus; i++) splits.add(workload.layout().sliceStart(i));
+        UffdPager pager = new UffdPager(core, new UffdPager.Config(backing.equals("memfd") ? UffdPager.Mode.MINOR : UffdPager.Mode.MISSING,
+                handlerCount(), TimeUnit.MICROSECONDS.toNanos(spinMicros), zeropage, splits,
+                pin.equals("paired") ? UffdPager.Pinning.PAIRED : UffdPager.Pinning.NONE));
+        Result r = run(hv, workload, ram, pager, core, keepRam);
+        if (pager.failure() != null) throw new UserError("paging failed: " + pager.failure().getMessage());
+        return r;
+    }
+
+    private Result run(Hypervisor hv, Workload workload, long ram, MemoryPreparer preparer, FaultCore core) {
+        return run(hv, workload, ram, preparer, core, false);
+    }
+
+    private Result run(Hypervisor hv, Workload workload, long ram, MemoryPreparer preparer, FaultCore core, boolean keepRam) {
+        GuestImage img = workload.image();
+        MachineSpec spec = MachineSpec.of(ram, vcpus, img).withExitLogLimit(0)
+                .withTimeout(Duration.ofMinutes(10)).withMemoryPreparer(preparer)
+                .withBacking(backing.equals("memfd") && core != null ? GuestRam.Backing.MEMFD : GuestRam.Backing.ANONYMOUS);
+        try (Machine m = new Machine(hv, spec)) {
+            RunReport report = m.run();
+            if (!report.clean()) {
+                StringBuilder sb = new StringBuilder("the guest did not finish cleanly:");
+                for (VcpuResult v : report.vcpus()) sb.append(" vCPU ").append(v.index()).append(' ').append(v.outcome()).append(" (").append(v.detail()).append(')');
+                throw new UserError(sb.toString());
+            }
+            workload.verify(m.ram().segment());
+            MemorySegment copy = null;
+            if (keepRam && source.equals("file")) {
+                copy = Arena.ofAuto().allocate(ram, FaultCore.PAGE);
+                copy.copyFrom(m.ram().segment());
+            }
+            return new Result(workload, report, core, copy);
+        }
+    }
+
+    /** Every touched page equals the file except its first word (the guest's stamp). */
+    private static String compareWithFile(Result r, Path file) throws IOException {
+        RegionLayout layout = r.workload.layout();
+        try (Arena arena = Arena.ofConfined(); FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+            long size = ch.size();
+            MemorySegment img = size == 0 ? MemorySegment.NULL : ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
+            long bad = 0;
+            for (int v = 0; v < layout.vcpus(); v++) {
+                for (long gpa = layout.sliceStart(v); gpa < layout.sliceEnd(v); gpa += FaultCore.PAGE) {
+                    for (long off = 8; off < FaultCore.PAGE; off += 8) {
+                        long want = gpa + off < size ? img.get(ValueLayout.JAVA_LONG_UNALIGNED, gpa + off) : 0;
+                        if (r.ramCopy.get(ValueLayout.JAVA_LONG_UNALIGNED, gpa + off) != want) { bad++; break; }
+                    }
+                }
+            }
+            if (bad > 0) throw new UserError(bad + " pages of RAM differ from " + file + " beyond the guest's stamp");
+            return "yes";
+        }
+    }
+
+    /** A sparse RAM image: every eighth page of the region is a hole, the others hold a pattern of their gpa. */
+    static void writeSampleImage(Path file, long ram, long regionStart) throws IOException {
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+            ByteBuffer page = ByteBuffer.allocateDirect((int) FaultCore.PAGE).order(ByteOrder.LITTLE_ENDIAN);
+            for (long gpa = regionStart; gpa < ram; gpa += FaultCore.PAGE) {
+                if ((gpa / FaultCore.PAGE) % 8 == 7) continue;
+                page.clear();
+                for (int off = 0; off < FaultCore.PAGE; off += 8) page.putLong(off, (gpa + off) * 0x9E3779B97F4A7C15L);
+                ch.write(page, gpa);
+            }
+            if (ch.size() < ram) ch.truncate(ram);
+            try (FileChannel grow = FileChannel.open(file, StandardOpenOption.WRITE)) {
+                if (grow.size() < ram) grow.write(ByteBuffer.allocate(1), ram - 1);
+            }
+        }
+    }
+
+    /** Builds bench/uffd_copy_baseline.c with gcc and runs it on the same guest. */
+    private Map<String, Object> runCBaseline(Workload workload, long ram, String mode) throws IOException, InterruptedException {
+        Path root = repositoryRoot();
+        Path src = root.resolve("bench/uffd_copy_baseline.c");
+        if (!Files.exists(src)) throw new UserError("--c-baseline needs " + src + " (run from the repository root)");
+        Path bin = root.resolve("target/uffd_copy_baseline");
+        Files.createDirectories(bin.getParent());
+        if (!Files.exists(bin) || Files.getLastModifiedTime(bin).compareTo(Files.getLastModifiedTime(src)) < 0) {
+            Process p = new ProcessBuilder("gcc", "-O2", "-Wall", "-pthread", "-o", bin.toString(), src.toString()).redirectErrorStream(true).start();
+            String log = new String(p.getInputStream().readAllBytes());
+            if (p.waitFor() != 0) throw new UserError("gcc could not build " + src + ": " + log.strip());
+        }
+        RegionLayout layout = workload.layout();
+        Path boot = Files.createTempFile("faultline-boot-", ".bin");
+        try {
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment low = arena.allocate(layout.regionStart(), FaultCore.PAGE);
+                BootSetup.writeSystemTables(low, ram);
+                GuestImage img = workload.image();
+                MemorySegment.copy(MemorySegment.ofArray(img.bytes()), 0, low, img.loadGpa(), img.size());
+                Files.write(boot, low.toArray(ValueLayout.JAVA_BYTE));
+            }
+            dev.faultline.hv.Sregs s = BootSetup.sregs(null);
+            List<String> cmd = new ArrayList<>(List.of(bin.toString(), mode, boot.toString(), hex(ram), Integer.toString(vcpus),
+                    hex(workload.image().entry()), hex(s.cr0()), hex(s.cr3()), hex(s.cr4()), hex(s.efer()), hex(s.gdt().base()),
+                    hex(s.gdt().limit()), hex(BootProtocol.TSS_GPA), hex(BootProtocol.STACKS_TOP), hex(BootProtocol.STACK_SIZE),
+                    hex(layout.regionStart()), hex(layout.sliceBytes())));
+            Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+            String outText = new String(p.getInputStream().readAllBytes()).strip();
+            if (p.waitFor() != 0) throw new UserError("bench/uffd_copy_baseline failed: " + outText);
+            @SuppressWarnings("unchecked")
+            Map<String, Object> m = Json.mapper().readValue(outText, LinkedHashMap.class);
+            m.put("program", "bench/uffd_copy_baseline.c (KVM guest, one poll()ing handler thread per vCPU, one UFFDIO_COPY per fault)");
+            return m;
+        } finally {
+            Files.deleteIfExists(boot);
+        }
+    }
+
+    /** The checkout this jar was built in (target/faultline.jar or target/classes), else the working directory. */
+    private static Path repositoryRoot() {
+        try {
+            Path p = Path.of(BenchPagingCommand.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+            for (Path d = p; d != null; d = d.getParent()) if (Files.exists(d.resolve("bench/uffd_copy_baseline.c"))) return d;
+        } catch (java.net.URISyntaxException | SecurityException e) {
+            // fall through to the working directory
+        }
+        return Path.of("").toAbsolutePath();
+    }
+
+    private static String hex(long v) { return "0x" + Long.toHexString(v); }
+
+    private static double round(double v) { return Math.round(v * 1000) / 1000.0; }
+
+    @SuppressWarnings("unchecked")
+    private static void printText(Map<String, Object> out) {
+        System.out.printf(Locale.ROOT, "paging: %s, %s, %s vCPU(s) x %s, source %s, prefetch %s%n", out.get("backend"), out.get("mode"),
+                out.get("vcpus"), Units.formatSize((Long) out.get("mem_per_vcpu")), out.get("source"), out.get("prefetch"));
+        System.out.printf(Locale.ROOT, "  %d pages in %.3f s: %d pages/s%n", (Long) out.get("pages"), (Double) out.get("seconds"), (Long) out.get("pages_per_sec"));
+        for (Object o : (List<Object>) out.get("per_vcpu")) {
+            Map<String, Object> v = (Map<String, Object>) o;
+            Map<String, Object> l = (Map<String, Object>) v.get("fault_latency");
+            System.out.printf(Locale.ROOT, "  vCPU %s: %s pages/s; %s faults, latency p50 %s us, p99 %s us, p99.9 %s us%n", v.get("vcpu"),
+                    v.get("pages_per_sec"), l.get("faults"), l.get("p50_us"), l.get("p99_us"), l.get("p999_us"));
+        }
+        Map<String, Object> h = (Map<String, Object>) out.get("handler");
+        System.out.printf(Locale.ROOT, "  handler: %s faults, %s pages installed (%s in the background)%n", h.get("faults"),
+                h.get("pages_installed"), h.get("pages_prefetched"));
+        if (out.containsKey("first_touch_ceiling")) {
+            Map<String, Object> b = (Map<String, Object>) out.get("first_touch_ceiling");
+            System.out.printf(Locale.ROOT, "  first-touch ceiling: %s pages/s; ratio %s%n", b.get("pages_per_sec"), out.get("ratio_to_first_touch"));
+        }
+        if (out.containsKey("c_baseline")) {
+            Map<String, Object> c = (Map<String, Object>) out.get("c_baseline");
+            System.out.printf(Locale.ROOT, "  C baseline (uffd, poll, one COPY per fault): %s pages/s; ratio %s%n", c.get("pages_per_sec"),
+                    out.get("ratio_to_c_baseline"));
+        }
+    }
+}

@@ -1,0 +1,191 @@
+package dev.faultline.paging.uffd;
+
+import dev.faultline.guest.BootProtocol;
+import dev.faultline.paging.FaultCore;
+import dev.faultline.paging.Installer;
+import dev.faultline.sys.HostMemory;
+import dev.faultline.sys.Libc;
+import dev.faultline.sys.Userfaultfd;
+import dev.faultline.vmm.GuestRam;
+import dev.faultline.vmm.MemoryPreparer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+
+/**
+ * Demand paging of the main memslot [1 MiB, RAM) on the kvm backend through userfaultfd: registers
+ * the range before the vCPUs start, serves faults with handler threads through a {@link FaultCore},
+ * and unregisters after every vCPU has stopped. The low 1 MiB (boot tables the VMM wrote) is never
+ * registered.
+ *
+ * <p>The range is split into {@code handlers} parts, each with its own userfaultfd and its own
+ * handler thread (so one thread's sleep in poll() is woken only by its own part's faults, and no
+ * two handlers read the same queue). {@link Config#splitGpas} lets the caller align the parts with
+ * the vCPUs' working areas, which makes "one handler thread per vCPU" literal.
+ */
+public final class UffdPager implements MemoryPreparer {
+    public enum Mode { MISSING, MINOR }
+
+    /**
+     * Where threads run. {@link #PAIRED} pins handler i and vCPU i to the same CPU (i modulo the CPU
+     * count): the two then hand a fault back and forth with same-CPU context switches instead of
+     * cross-CPU wake-ups, which on these machines cost an IPI to a halted CPU (docs/paging.md).
+     */
+    public enum Pinning { NONE, PAIRED }
+
+    /**
+     * @param spinNanos how long a handler spins on non-blocking reads after its last event before it
+     *     sleeps in poll() (0: always sleep)
+     * @param zeropage  map zero runs with UFFDIO_ZEROPAGE instead of copying zeros (MISSING only)
+     * @param splitGpas where parts start after the first (page-aligned, increasing, inside the paged
+     *     range), or empty for {@code handlers} equal parts
+     * @param pinning   where handler and vCPU threads run
+     */
+    public record Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning) {
+        public Config {
+            if (handlers < 1) throw new IllegalArgumentException("at least one handler thread is needed, got " + handlers);
+            splitGpas = splitGpas == null ? List.of() : List.copyOf(splitGpas);
+            if (pinning == null) pinning = Pinning.NONE;
+            if (!splitGpas.isEmpty() && splitGpas.size() != handlers - 1) {
+                throw new IllegalArgumentException(handlers + " handlers need " + (handlers - 1) + " split points, got " + splitGpas.size());
+            }
+        }
+    }
+
+    private final FaultCore core;
+    private final Config config;
+    private Running running;
+
+    public UffdPager(FaultCore core, Config config) {
+        this.core = core;
+        this.config = config;
+    }
+
+    public FaultCore core() { return core; }
+    public Config config() { return config; }
+
+    /** The first failure of a handler thread in the last run (a source error, an unexpected errno), or null. */
+    public RuntimeException failure() {
+        if (running == null) return null;
+        for (UffdHandler h : running.handlers) if (h.failure() != null) return h.failure();
+        return null;
+    }
+
+    @Override
+    public Session prepare(Context context) {
+        GuestRam ram = context.ram();
+        HostMemory mem = ram.memory();
+        if (core.baseGpa() < BootProtocol.IMAGE_MIN_GPA || core.endGpa() > ram.size()) {
+            throw new IllegalArgumentException(String.format("paged range [0x%x, 0x%x) must lie in the main memslot [0x%x, 0x%x)",
+                    core.baseGpa(), core.endGpa(), BootProtocol.IMAGE_MIN_GPA, ram.size()));
+        }
+        if (config.mode() == Mode.MINOR && mem.kind() != HostMemory.Kind.MEMFD) {
+            throw new IllegalArgumentException("userfaultfd MINOR mode needs memfd-backed guest RAM (page cache to continue from), not "
+                    + mem.kind().name().toLowerCase() + " memory");
+        }
+        Running r = new Running(context);
+        running = r;
+        try {
+            r.start(mem);
+        } catch (RuntimeException e) {
+            r.close();
+            throw e;
+        }
+        return r;
+    }
+
+    private List<Long> boundaries() {
+        List<Long> b = new ArrayList<>();
+        b.add(core.baseGpa());
+        if (!config.splitGpas().isEmpty()) {
+            b.addAll(config.splitGpas());
+        } else {
+            long pages = (core.endGpa() - core.baseGpa()) / FaultCore.PAGE;
+            for (int i = 1; i < config.handlers(); i++) b.add(core.baseGpa() + pages * i / config.handlers() * FaultCore.PAGE);
+        }
+        b.add(core.endGpa());
+        for (int i = 1; i < b.size(); i++) {
+            if (b.get(i) <= b.get(i - 1) || (b.get(i) & (FaultCore.PAGE - 1)) != 0) {
+                throw new IllegalArgumentException("handler parts must be page-aligned, increasing and non-empty: " + b);
+            }
+        }
+        return b;
+    }
+
+    private static void pin(int cpu) {
+        int errno = Libc.pinCurrentThread(cpu);
+        if (errno != 0) throw new dev.faultline.sys.ErrnoException("sched_setaffinity", errno, "pinning " + Thread.currentThread().getName() + " to CPU " + cpu);
+    }
+
+    private final class Running implements Session {
+        private final Context context;
+        private final AtomicIntegerArray vcpuTids;
+        private final List<Userfaultfd> uffds = new ArrayList<>();
+        private final List<long[]> registered = new ArrayList<>();
+        private final List<UffdHandler> handlers = new ArrayList<>();
+        private final List<Thread> threads = new ArrayList<>();
+        private HostMemory alias;
+        private int stopFd = -1;
+        private boolean closed;
+
+        Running(Context context) {
+            this.context = context;
+            this.vcpuTids = new AtomicIntegerArray(context.vcpus());
+        }
+
+        void start(HostMemory mem) {
+            stopFd = Libc.check(Libc.eventfd(0, Libc.EFD_CLOEXEC), "eventfd", "paging handler stop");
+            boolean minor = config.mode() == Mode.MINOR;
+            if (minor) alias = mem.alias();
+            long features = Userfaultfd.FEATURE_THREAD_ID | Userfaultfd.FEATURE_EVENT_REMOVE
+                    | (minor ? Userfaultfd.FEATURE_MISSING_SHMEM | Userfaultfd.FEATURE_MINOR_SHMEM : 0);
+            long modes = minor ? Userfaultfd.REGISTER_MODE_MISSING | Userfaultfd.REGISTER_MODE_MINOR : Userfaultfd.REGISTER_MODE_MISSING;
+            List<Long> b = boundaries();
+            long hvaBase = mem.address();
+            for (int i = 0; i + 1 < b.size(); i++) {
+                Userfaultfd u = Userfaultfd.open();
+                uffds.add(u);
+                u.api(features);
+                long from = b.get(i), to = b.get(i + 1);
+                u.register(hvaBase + from, to - from, modes);
+                registered.add(new long[] {hvaBase + from, to - from});
+                Userfaultfd.Caller caller = new Userfaultfd.Caller();
+                Installer inst = minor ? new ContinueInstaller(u, caller, alias, hvaBase)
+                        : new CopyInstaller(u, caller, core.prefetch().maxRunPages(), core.zeros(), hvaBase, config.zeropage());
+                FaultCore.Lane lane = core.newLane("uffd-" + i, from, to, inst);
+                handlers.add(new UffdHandler(u, caller, core, lane, hvaBase, stopFd, config.spinNanos(), vcpuTids, context.stopMachine()));
+            }
+            for (int i = 0; i < handlers.size(); i++) {
+                UffdHandler h = handlers.get(i);
+                int cpu = i % Runtime.getRuntime().availableProcessors();
+                Runnable body = config.pinning() == Pinning.PAIRED ? () -> { pin(cpu); h.run(); } : h;
+                threads.add(Thread.ofPlatform().daemon().name("uffd-handler-" + i).start(body));
+            }
+        }
+
+        @Override
+        public void vcpuThreadStarted(int index) {
+            vcpuTids.set(index, Libc.gettid());
+            if (config.pinning() == Pinning.PAIRED) pin(index % Runtime.getRuntime().availableProcessors());
+        }
+
+        @Override
+        public void close() {
+            if (closed) return;
+            closed = true;
+            for (UffdHandler h : handlers) h.requestStop();
+            if (stopFd >= 0) UffdHandler.signal(stopFd);
+            for (Thread t : threads) {
+                try {
+                    t.join();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            for (int i = 0; i < registered.size(); i++) uffds.get(i).unregister(registered.get(i)[0], registered.get(i)[1]);
+            for (Userfaultfd u : uffds) u.close();
+            if (alias != null) alias.close();
+            if (stopFd >= 0) Libc.close(stopFd);
+        }
+    }
+}
