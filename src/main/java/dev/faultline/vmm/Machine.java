@@ -5,6 +5,7 @@ import dev.faultline.hv.Hypervisor;
 import dev.faultline.hv.Vcpu;
 import dev.faultline.hv.Vm;
 import java.util.ArrayList;
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
@@ -28,14 +29,20 @@ public final class Machine implements AutoCloseable {
         GuestRam r = GuestRam.allocate(spec.ramSize(), spec.backing());
         Vm v = null;
         try {
-            spec.image().installWithSystemTables(r.segment(), r.size());
+            if (spec.initialState() == null) spec.image().installWithSystemTables(r.segment(), r.size());
             v = hypervisor.createVm(spec.vmType());
             r.install(v, 0, spec.mainSlotFlags());
             for (int i = 0; i < spec.vcpus(); i++) {
                 Vcpu c = v.createVcpu(i);
                 vcpus.add(c);
-                c.setSregs(BootSetup.sregs(c.getSregs()));
-                c.setRegs(BootSetup.regs(spec.image().entry(), i, spec.vcpus()));
+                if (spec.initialState() == null) {
+                    c.setSregs(BootSetup.sregs(c.getSregs()));
+                    c.setRegs(BootSetup.regs(spec.image().entry(), i, spec.vcpus()));
+                } else {
+                    VcpuState st = spec.initialState().get(i);
+                    c.setSregs(st.sregs());
+                    c.setRegs(st.regs());
+                }
             }
         } catch (RuntimeException e) {
             for (Vcpu c : vcpus) c.close();
@@ -52,47 +59,110 @@ public final class Machine implements AutoCloseable {
     public GuestRam ram() { return ram; }
     public List<Vcpu> vcpus() { return vcpus; }
 
-    /**
-     * Runs every vCPU to its end (or the spec's timeout) and reports. The spec's
-     * {@link MemoryPreparer} prepares RAM before the first entry and is closed after the last vCPU
-     * stopped, before RAM is hashed.
-     */
+    /** Runs every vCPU to its end (or the spec's timeout) and reports: {@code start().await()}. */
     public RunReport run() {
-        List<VcpuRunner> runners = new ArrayList<>();
-        List<Thread> threads = new ArrayList<>();
-        for (int i = 0; i < vcpus.size(); i++) {
-            runners.add(new VcpuRunner(i, vcpus.get(i), spec.faultHandler(), spec.exitLogLimit(), spec.consoleEcho()));
-        }
-        MemoryPreparer.Session session = spec.memoryPreparer().prepare(new MemoryPreparer.Context(vm, ram, vcpus.size(),
-                reason -> { for (VcpuRunner r : runners) r.requestStop(reason); }));
-        long t0;
-        try {
-            t0 = System.nanoTime();
-            for (int i = 0; i < runners.size(); i++) {
-                VcpuRunner runner = runners.get(i);
-                int index = i;
-                Thread t = Thread.ofPlatform().name("vcpu-" + i).unstarted(() -> {
-                    session.vcpuThreadStarted(index);
-                    runner.run();
-                    if (runner.failed()) {
-                        for (VcpuRunner other : runners) if (other != runner) other.requestStop("stopped because vCPU " + runner.result().index() + " failed");
-                    }
-                });
-                threads.add(t);
+        return start().await();
+    }
+
+    /**
+     * Starts one thread per vCPU and returns at once. The spec's {@link MemoryPreparer} prepares RAM
+     * before the first entry and is closed after the last vCPU stopped, before RAM is hashed.
+     * A machine is started once.
+     */
+    public Execution start() {
+        if (started) throw new IllegalStateException("this machine was already started");
+        started = true;
+        return new Execution();
+    }
+
+    private boolean started;
+
+    /** A running machine: pause it at an instruction boundary, read its state, resume it, await its end. */
+    public final class Execution {
+        private final List<VcpuRunner> runners = new ArrayList<>();
+        private final List<Thread> threads = new ArrayList<>();
+        private final MemoryPreparer.Session session;
+        private final long t0;
+        private RunReport report;
+
+        private Execution() {
+            for (int i = 0; i < vcpus.size(); i++) {
+                runners.add(new VcpuRunner(i, vcpus.get(i), spec.faultHandler(), spec.exitLogLimit(), spec.consoleEcho()));
             }
-            threads.forEach(Thread::start);
-            awaitAll(runners, threads, t0);
-        } finally {
-            session.close();
+            session = spec.memoryPreparer().prepare(new MemoryPreparer.Context(vm, ram, vcpus.size(),
+                    reason -> { for (VcpuRunner r : runners) r.requestStop(reason); }));
+            t0 = System.nanoTime();
+            try {
+                for (int i = 0; i < runners.size(); i++) {
+                    VcpuRunner runner = runners.get(i);
+                    int index = i;
+                    threads.add(Thread.ofPlatform().name("vcpu-" + i).unstarted(() -> {
+                        session.vcpuThreadStarted(index);
+                        runner.run();
+                        if (runner.failed()) {
+                            for (VcpuRunner other : runners) if (other != runner) other.requestStop("stopped because vCPU " + index + " failed");
+                        }
+                    }));
+                }
+                threads.forEach(Thread::start);
+            } catch (RuntimeException e) {
+                session.close();
+                throw e;
+            }
         }
-        long runNanos = System.nanoTime() - t0;
-        List<VcpuResult> results = new ArrayList<>();
-        ExitStats total = new ExitStats();
-        for (VcpuRunner r : runners) {
-            results.add(r.result());
-            r.stats().addTo(total);
+
+        /**
+         * Pauses every vCPU at an instruction boundary, with no I/O completion pending, and returns
+         * their states in vCPU order; a vCPU that already finished is returned with its final state.
+         * RAM may be read while paused.
+         */
+        public List<VcpuState> pause(Duration timeout) {
+            for (VcpuRunner r : runners) r.requestPause();
+            List<VcpuState> states = new ArrayList<>();
+            try {
+                for (int i = 0; i < runners.size(); i++) {
+                    VcpuRunner r = runners.get(i);
+                    if (r.awaitParked(timeout.toNanos())) {
+                        states.add(r.pausedState());
+                    } else {
+                        states.add(new VcpuState(r.result().regs(), vcpus.get(i).getSregs()));
+                    }
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while pausing the machine", e);
+            }
+            return states;
         }
-        return new RunReport(hypervisor.name(), ram.size(), results, ram.sha256(), total.asMap(), setupNanos, runNanos);
+
+        /** Lets every paused vCPU enter the guest again. */
+        public void resume() {
+            for (VcpuRunner r : runners) r.resume();
+        }
+
+        /** Stops every vCPU (paused or running) with {@code reason}. */
+        public void stop(String reason) {
+            for (VcpuRunner r : runners) r.requestStop(reason);
+        }
+
+        /** Waits for every vCPU to end (or the spec's timeout, counted from the start), then reports. */
+        public RunReport await() {
+            if (report != null) return report;
+            try {
+                awaitAll(runners, threads, t0);
+            } finally {
+                session.close();
+            }
+            long runNanos = System.nanoTime() - t0;
+            List<VcpuResult> results = new ArrayList<>();
+            ExitStats total = new ExitStats();
+            for (VcpuRunner r : runners) {
+                results.add(r.result());
+                r.stats().addTo(total);
+            }
+            report = new RunReport(hypervisor.name(), ram.size(), results, ram.sha256(), total.asMap(), setupNanos, runNanos);
+            return report;
+        }
     }
 
     private void awaitAll(List<VcpuRunner> runners, List<Thread> threads, long t0) {

@@ -57,7 +57,81 @@ final class VcpuRunner implements Runnable {
         stopReason = reason;
         stopRequested = true;
         vcpu.kick();
+        synchronized (pauseLock) {
+            pauseLock.notifyAll();
+        }
     }
+
+    // ---- pause and resume -------------------------------------------------------------------
+    // A pause leaves the guest at an instruction boundary with no I/O or MMIO completion pending
+    // (a kicked KVM_RUN completes it before returning EINTR), captures this vCPU's registers on its
+    // own thread, and parks the thread until resume or stop.
+
+    private final Object pauseLock = new Object();
+    private volatile boolean pauseRequested;
+    private boolean parked;
+    private VcpuState pausedState;
+
+    /** Any thread: asks the vCPU to pause at the next exit. */
+    void requestPause() {
+        pauseRequested = true;
+        vcpu.kick();
+    }
+
+    /** Any thread: waits until the vCPU is parked (true) or has finished (false). */
+    boolean awaitParked(long timeoutNanos) throws InterruptedException {
+        long deadline = System.nanoTime() + timeoutNanos;
+        synchronized (pauseLock) {
+            while (!parked && !finished) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) throw new IllegalStateException("vCPU " + index + " did not pause within the timeout");
+                pauseLock.wait(left / 1_000_000 + 1);
+            }
+            return parked;
+        }
+    }
+
+    /** The registers captured when the vCPU parked. */
+    VcpuState pausedState() {
+        synchronized (pauseLock) {
+            return pausedState;
+        }
+    }
+
+    /** Any thread: lets a parked vCPU enter the guest again. */
+    void resume() {
+        synchronized (pauseLock) {
+            pauseRequested = false;
+            pauseLock.notifyAll();
+        }
+    }
+
+    /** Drains pending completions with one immediate-exit run, then parks. False when an exit came first. */
+    private boolean pauseHere() {
+        vcpu.kick();
+        VcpuExit exit = vcpu.run();
+        if (!(exit instanceof VcpuExit.Interrupted)) {
+            dispatch(exit);
+            return false;
+        }
+        VcpuState state = new VcpuState(vcpu.getRegs(), vcpu.getSregs());
+        synchronized (pauseLock) {
+            pausedState = state;
+            parked = true;
+            pauseLock.notifyAll();
+            try {
+                while (pauseRequested && !stopRequested) pauseLock.wait();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                stopRequested = true;
+            } finally {
+                parked = false;
+            }
+        }
+        return true;
+    }
+
+    private volatile boolean finished;
 
     @Override
     public void run() {
@@ -76,6 +150,10 @@ final class VcpuRunner implements Runnable {
                 finalRegs = new Regs();
                 detail = detail + " (registers unreadable: " + e.getMessage() + ")";
             }
+            synchronized (pauseLock) {
+                finished = true;
+                pauseLock.notifyAll();
+            }
         }
     }
 
@@ -85,32 +163,40 @@ final class VcpuRunner implements Runnable {
                 finish(VcpuOutcome.STOPPED, stopReason);
                 return;
             }
-            VcpuExit exit = vcpu.run();
-            stats.count(exit.reason());
-            boolean logging = log.wantsMore();
-            String resolution = null;
-            switch (exit) {
-                case VcpuExit.Io io -> handleIo(io);
-                case VcpuExit.Mmio mmio -> {
-                    if (!mmio.isWrite()) mmio.completeRead(UNCLAIMED_MMIO_READ);
-                    sameFaultCount = 0;
-                }
-                case VcpuExit.Hlt h -> finish(VcpuOutcome.HALTED, "hlt");
-                case VcpuExit.MemoryFault fault -> resolution = handleMemoryFault(fault);
-                case VcpuExit.Interrupted i -> { /* loop head checks stopRequested */ }
-                case VcpuExit.Shutdown s -> finish(VcpuOutcome.SHUTDOWN, "shutdown exit (triple fault)");
-                case VcpuExit.InternalError ie -> finish(VcpuOutcome.INTERNAL_ERROR,
-                        "internal error, suberror " + ie.suberror() + (ie.detail().isEmpty() ? "" : ": " + ie.detail()));
-                case VcpuExit.FailEntry fe -> finish(VcpuOutcome.FAIL_ENTRY,
-                        "entry failed, hardware reason 0x" + Long.toHexString(fe.hardwareReason()));
-                case VcpuExit.Hypercall hc -> {
-                    hc.complete(-1000); // -KVM_ENOSYS: no hypercall is handled by default
-                    sameFaultCount = 0;
-                }
-                case VcpuExit.Unknown u -> finish(VcpuOutcome.UNHANDLED_EXIT, "unhandled exit reason " + u.reason());
+            if (pauseRequested) {
+                pauseHere();
+                continue;
             }
-            if (logging) log.add(exit.record(), resolution);
+            dispatch(vcpu.run());
         }
+    }
+
+    private void dispatch(VcpuExit exit) {
+        stats.count(exit.reason());
+        boolean logging = log.wantsMore();
+        String resolution = null;
+        switch (exit) {
+            case VcpuExit.Io io -> handleIo(io);
+            case VcpuExit.Mmio mmio -> {
+                if (!mmio.isWrite()) mmio.completeRead(UNCLAIMED_MMIO_READ);
+                sameFaultCount = 0;
+            }
+            case VcpuExit.Hlt h -> finish(VcpuOutcome.HALTED, "hlt");
+            case VcpuExit.MemoryFault fault -> resolution = handleMemoryFault(fault);
+            case VcpuExit.Interrupted i -> { /* loop head checks stopRequested */ }
+            case VcpuExit.Shutdown s -> finish(VcpuOutcome.SHUTDOWN, "shutdown exit (triple fault)");
+            case VcpuExit.InternalError ie -> finish(VcpuOutcome.INTERNAL_ERROR,
+                    "internal error, suberror " + ie.suberror() + (ie.detail().isEmpty() ? "" : ": " + ie.detail()));
+            case VcpuExit.FailEntry fe -> finish(VcpuOutcome.FAIL_ENTRY,
+                    "entry failed, hardware reason 0x" + Long.toHexString(fe.hardwareReason()));
+            case VcpuExit.Hypercall hc -> {
+                hc.complete(-1000); // -KVM_ENOSYS: no hypercall is handled by default
+                sameFaultCount = 0;
+            }
+            case VcpuExit.Unknown u -> finish(VcpuOutcome.UNHANDLED_EXIT, "unhandled exit reason " + u.reason());
+        }
+        // A kick is the VMM's own doing, not the guest's: counted, but kept out of the exit log.
+        if (logging && !(exit instanceof VcpuExit.Interrupted)) log.add(exit.record(), resolution);
     }
 
     private void handleIo(VcpuExit.Io io) {
