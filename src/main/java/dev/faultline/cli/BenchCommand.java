@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** `faultline bench ...`: benchmarks that print figures (and one JSON object with --json). */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Benchmarks. Each prints its figures, or one JSON object with --json.",
-        subcommands = {BenchPagingCommand.class})
+        subcommands = {BenchInterpCommand.class, BenchPagingCommand.class})
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -47,7 +47,12 @@ public final class Main implements Runnable {
                 err.flush();
                 return 3;
             }
-            throw ex;
+            // Not the user's mistake: one line, and the stack trace on request.
+            err.println("faultline " + cmd.getCommandName() + ": internal error: " + ex
+                    + (System.getenv("FAULTLINE_DEBUG") == null ? " (set FAULTLINE_DEBUG=1 for the stack trace)" : ""));
+            if (System.getenv("FAULTLINE_DEBUG") != null) ex.printStackTrace(err);
+            err.flush();
+            return 70;
         });
         cl.setParameterExceptionHandler((ex, args) -> {
             PrintWriter err = ex.getCommandLine().getErr();
