@@ -77,16 +77,19 @@ public final class Restore {
      * Nanoseconds from the start of {@link #run}: {@code validated} (description, page map, file sizes,
      * and all chunks when checked upfront), {@code machineBuilt} (backend open, VM, memslots, vCPUs
      * with their saved registers), {@code memoryReady} (eager: all of RAM; lazy: the low 1 MiB),
-     * {@code firstEntry} (the first vCPU thread about to make its first KVM_RUN / ref run call, after
-     * userfaultfd registration and handler start), {@code ended} (every vCPU stopped, untouched pages
+     * {@code pagingReady} (lazy: userfaultfd registered, handler threads started), {@code firstEntry}
+     * (the first vCPU thread is about to make its first KVM_RUN / ref run call), {@code ended} (every vCPU stopped, untouched pages
      * copied in, RAM hashed).
      */
-    public record Timings(long validated, long machineBuilt, long memoryReady, long firstEntry, long ended, long fillRestNanos) {
+    public record Timings(long validated, long machineBuilt, long memoryReady, long pagingReady, long firstEntry, long ended,
+                          long fillRestNanos) {
         public Map<String, Object> toMap() {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("validate_ms", ms(validated));
             m.put("machine_ms", ms(machineBuilt - validated));
             m.put("memory_ms", ms(memoryReady - machineBuilt));
+            m.put("paging_setup_ms", ms(pagingReady - memoryReady));
+            m.put("vcpu_thread_start_ms", ms(firstEntry - pagingReady));
             m.put("to_first_instruction_ms", ms(firstEntry));
             m.put("to_completion_ms", ms(ended));
             m.put("copy_untouched_pages_ms", ms(fillRestNanos));
@@ -140,7 +143,7 @@ public final class Restore {
                 RunReport report = m.start().await();
                 long ended = System.nanoTime() - t0;
                 String failure = pager != null && pager.failure() != null ? pager.failure().getMessage() : first.fillFailure;
-                Timings t = new Timings(validated, machineBuilt, memoryReady, first.at.get() - t0, ended, first.fillNanos);
+                Timings t = new Timings(validated, machineBuilt, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos);
                 Comparison c = compare(d, report, m.ram().segment(), failure);
                 return new Result(d, hv.name(), o.mode(), o.verify(), report, core == null ? null : new PagingStats(core),
                         snap.chunksVerified(), snap.bytesRead(), t, c, failure);
@@ -161,10 +164,12 @@ public final class Restore {
         final AtomicLong at = new AtomicLong(Long.MAX_VALUE);
         volatile String fillFailure;
         volatile long fillNanos;
+        volatile long prepared;
 
         MemoryPreparer wrap(MemoryPreparer inner, FaultCore core, Snapshot snap) {
             return context -> {
                 MemoryPreparer.Session s = inner.prepare(context);
+                prepared = System.nanoTime();
                 return new MemoryPreparer.Session() {
                     @Override
                     public void vcpuThreadStarted(int index) {
