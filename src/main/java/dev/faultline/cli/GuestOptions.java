@@ -120,10 +120,14 @@ final class GuestOptions {
                 .withTimeout(Duration.ofSeconds(timeoutSeconds)).withConsoleEcho(echo);
     }
 
-    private Prepared workload(String name, GuestRam.Backing b) {
+    /** The workload parameters these options give (--mem, --vcpus, --seed, --stride, --rounds, --working-set). */
+    WorkloadParams workloadParams() {
         WorkloadParams params = WorkloadParams.of(mem, vcpus).withSeed(seed).withStride(stride).withRounds(rounds);
-        if (workingSet > 0) params = params.withWorkingSetPages(workingSet);
-        Workload w = Workloads.build(name, params);
+        return workingSet > 0 ? params.withWorkingSetPages(workingSet) : params;
+    }
+
+    private Prepared workload(String name, GuestRam.Backing b) {
+        Workload w = Workloads.build(name, workloadParams());
         GuestImage image = w.image();
         image.checkFits(mem);
         return new Prepared() {

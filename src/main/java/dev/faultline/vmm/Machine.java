@@ -70,9 +70,24 @@ public final class Machine implements AutoCloseable {
      * A machine is started once.
      */
     public Execution start() {
+        return start(-1, 0);
+    }
+
+    /**
+     * Starts like {@link #start()}, with a deterministic pause point: right after vCPU {@code vcpu}'s
+     * {@code exits}-th guest exit (kicks not counted) has been handled, that vCPU parks and every other
+     * vCPU is asked to pause. {@link Execution#awaitPausePoint} waits for it.
+     */
+    public Execution startPausingAtExit(int vcpu, long exits) {
+        if (vcpu < 0 || vcpu >= vcpus.size()) throw new IllegalArgumentException("no vCPU " + vcpu + " in a machine of " + vcpus.size());
+        if (exits < 1) throw new IllegalArgumentException("the pause point is an exit number from 1, got " + exits);
+        return start(vcpu, exits);
+    }
+
+    private Execution start(int pauseVcpu, long pauseExits) {
         if (started) throw new IllegalStateException("this machine was already started");
         started = true;
-        return new Execution();
+        return new Execution(pauseVcpu, pauseExits);
     }
 
     private boolean started;
@@ -85,9 +100,15 @@ public final class Machine implements AutoCloseable {
         private final long t0;
         private RunReport report;
 
-        private Execution() {
+        private final int pauseVcpu;
+
+        private Execution(int pauseVcpu, long pauseExits) {
+            this.pauseVcpu = pauseVcpu;
             for (int i = 0; i < vcpus.size(); i++) {
                 runners.add(new VcpuRunner(i, vcpus.get(i), spec.faultHandler(), spec.exitLogLimit(), spec.consoleEcho()));
+            }
+            if (pauseVcpu >= 0) {
+                runners.get(pauseVcpu).pauseAtExit(pauseExits, () -> { for (VcpuRunner r : runners) r.requestPause(); });
             }
             session = spec.memoryPreparer().prepare(new MemoryPreparer.Context(vm, ram, vcpus.size(),
                     reason -> { for (VcpuRunner r : runners) r.requestStop(reason); }));
@@ -133,6 +154,36 @@ public final class Machine implements AutoCloseable {
                 throw new IllegalStateException("interrupted while pausing the machine", e);
             }
             return states;
+        }
+
+        /**
+         * Waits for the pause point of {@link #startPausingAtExit}, then for every vCPU to pause, and
+         * returns their states as {@link #pause} does.
+         * @throws IllegalStateException when the vCPU finished before its pause point
+         */
+        public List<VcpuState> awaitPausePoint(Duration timeout) {
+            if (pauseVcpu < 0) throw new IllegalStateException("this machine was started without a pause point");
+            VcpuRunner r = runners.get(pauseVcpu);
+            try {
+                if (!r.awaitParked(timeout.toNanos())) {
+                    throw new IllegalStateException("vCPU " + pauseVcpu + " finished after " + r.guestExits()
+                            + " exits, before its pause point");
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while waiting for the pause point", e);
+            }
+            return pause(timeout);
+        }
+
+        /** True when vCPU {@code index} has ended (done, halted, failed or stopped), not merely paused. */
+        public boolean hasFinished(int index) {
+            return runners.get(index).hasFinished();
+        }
+
+        /** Exits vCPU {@code index}'s guest made so far (kicks not counted); exact while it is paused or finished. */
+        public long guestExits(int index) {
+            return runners.get(index).guestExits();
         }
 
         /** Lets every paused vCPU enter the guest again. */

@@ -133,6 +133,26 @@ final class VcpuRunner implements Runnable {
 
     private volatile boolean finished;
 
+    // ---- a pause point: pause the machine right after this vCPU's n-th guest exit ------------
+    private long guestExits;
+    private long pauseAtExit = -1;
+    private Runnable atPausePoint;
+
+    /** Before the thread starts: after the {@code n}-th guest exit is handled, pause here and run {@code reached}. */
+    void pauseAtExit(long n, Runnable reached) {
+        if (n < 1) throw new IllegalArgumentException("a pause point is an exit number from 1, got " + n);
+        pauseAtExit = n;
+        atPausePoint = reached;
+    }
+
+    /**
+     * Exits of the guest's own doing (kicks not counted). Written only by the vCPU thread; exact for
+     * another thread once {@link #awaitParked} returned (parking and finishing publish it).
+     */
+    long guestExits() { return guestExits; }
+
+    boolean hasFinished() { return finished; }
+
     @Override
     public void run() {
         long start = System.nanoTime();
@@ -173,6 +193,7 @@ final class VcpuRunner implements Runnable {
 
     private void dispatch(VcpuExit exit) {
         stats.count(exit.reason());
+        if (!(exit instanceof VcpuExit.Interrupted)) countGuestExit();
         boolean logging = log.wantsMore();
         String resolution = null;
         switch (exit) {
@@ -197,6 +218,13 @@ final class VcpuRunner implements Runnable {
         }
         // A kick is the VMM's own doing, not the guest's: counted, but kept out of the exit log.
         if (logging && !(exit instanceof VcpuExit.Interrupted)) log.add(exit.record(), resolution);
+    }
+
+    private void countGuestExit() {
+        if (++guestExits == pauseAtExit) {
+            pauseRequested = true;
+            atPausePoint.run();
+        }
     }
 
     private void handleIo(VcpuExit.Io io) {

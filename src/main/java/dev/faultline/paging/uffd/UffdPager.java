@@ -153,7 +153,7 @@ public final class UffdPager implements MemoryPreparer {
                 Installer inst = minor ? new ContinueInstaller(u, caller, alias, hvaBase)
                         : new CopyInstaller(u, caller, core.prefetch().maxRunPages(), core.zeros(), hvaBase, config.zeropage());
                 FaultCore.Lane lane = core.newLane("uffd-" + i, from, to, inst);
-                handlers.add(new UffdHandler(u, caller, core, lane, hvaBase, stopFd, config.spinNanos(), vcpuTids, context.stopMachine()));
+                handlers.add(new UffdHandler(u, caller, core, lane, hvaBase, stopFd, config.spinNanos(), vcpuTids, this::stopAfterFailure));
             }
             for (int i = 0; i < handlers.size(); i++) {
                 UffdHandler h = handlers.get(i);
@@ -162,6 +162,33 @@ public final class UffdPager implements MemoryPreparer {
                 threads.add(Thread.ofPlatform().daemon().name("uffd-handler-" + i).start(body));
             }
         }
+
+        /**
+         * A handler failed: stop every vCPU, then release any vCPU blocked in a userfaultfd wait for a
+         * page that will never come (a kick does not end that wait on this PVM host). The paged range
+         * is first made inaccessible, then unregistered: the released fault is retried, fails (KVM_RUN
+         * returns EFAULT) and the vCPU stops without running another guest instruction on a page the
+         * source never provided. Access is given back in {@link #close} once every vCPU has stopped.
+         */
+        private void stopAfterFailure(String reason) {
+            context.stopMachine().accept(reason);
+            synchronized (this) {
+                if (!revoked) {
+                    revoked = true;
+                    for (long[] r : registered) context.ram().memory().protect(r[0] - context.ram().memory().address(), r[1], Libc.PROT_NONE);
+                }
+            }
+            unregisterAll();
+        }
+
+        private synchronized void unregisterAll() {
+            if (unregistered) return;
+            unregistered = true;
+            for (int i = 0; i < registered.size(); i++) uffds.get(i).unregister(registered.get(i)[0], registered.get(i)[1]);
+        }
+
+        private boolean revoked;
+        private boolean unregistered;
 
         @Override
         public void vcpuThreadStarted(int index) {
@@ -182,7 +209,14 @@ public final class UffdPager implements MemoryPreparer {
                     Thread.currentThread().interrupt();
                 }
             }
-            for (int i = 0; i < registered.size(); i++) uffds.get(i).unregister(registered.get(i)[0], registered.get(i)[1]);
+            unregisterAll();
+            synchronized (this) {
+                if (revoked) {
+                    for (long[] r : registered) {
+                        context.ram().memory().protect(r[0] - context.ram().memory().address(), r[1], Libc.PROT_READ | Libc.PROT_WRITE);
+                    }
+                }
+            }
             for (Userfaultfd u : uffds) u.close();
             if (alias != null) alias.close();
             if (stopFd >= 0) Libc.close(stopFd);

@@ -1,0 +1,30 @@
+package dev.faultline.snapshot;
+
+/**
+ * The snapshot directory (docs/snapshot.md draws it):
+ * <ul>
+ *   <li>{@value #DESCRIPTION_FILE}: what the snapshot is (format version, backend, RAM, memslots,
+ *       every vCPU's registers, the chunk table with a SHA-256 per chunk, the guest, the original run);</li>
+ *   <li>{@value #PAGE_MAP_FILE}: one bit per page, stored or zero ({@link PageMap});</li>
+ *   <li>{@value #MEMORY_FILE}: the stored (non-zero) pages, packed in guest-physical order.</li>
+ * </ul>
+ * Memory is checked per {@value #CHUNK_BYTES}-byte chunk of guest-physical memory: the chunk's
+ * SHA-256 covers its stored pages as they lie in the memory file; the page map is checked as a whole.
+ */
+public final class SnapshotFormat {
+    private SnapshotFormat() {}
+
+    public static final String FORMAT = "faultline-snapshot";
+    public static final int VERSION = 1;
+    public static final String DESCRIPTION_FILE = "snapshot.json";
+    public static final String PAGE_MAP_FILE = "pages.map";
+    public static final String MEMORY_FILE = "memory.bin";
+
+    public static final int PAGE = 4096;
+    public static final int CHUNK_BYTES = 1 << 20;
+    public static final int PAGES_PER_CHUNK = CHUNK_BYTES / PAGE;
+
+    public static int chunkCount(long ramBytes) {
+        return (int) ((ramBytes + CHUNK_BYTES - 1) / CHUNK_BYTES);
+    }
+}

@@ -1,0 +1,87 @@
+package dev.faultline.snapshot;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.faultline.guest.BootSetup;
+import dev.faultline.guest.workload.WorkloadParams;
+import dev.faultline.hv.Segment;
+import dev.faultline.hv.Sregs;
+import dev.faultline.vmm.VcpuState;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The description round-trips every register field; the snapshot source reads any page run byte-exactly. */
+class SnapshotFormatTest {
+
+    static List<VcpuState> bootStates(int vcpus, long ram) {
+        List<VcpuState> out = new ArrayList<>();
+        Segment blank = new Segment(0, 0xffff, 0, 3, true, 0, false, true, false, false, false, false);
+        Sregs base = new Sregs(blank, blank, blank, blank, blank, blank, blank, blank,
+                new dev.faultline.hv.DescriptorTable(0, 0), new dev.faultline.hv.DescriptorTable(0, 0), 0, 0, 0, 0, 0, 0, 0xfee00900L);
+        for (int i = 0; i < vcpus; i++) out.add(new VcpuState(BootSetup.regs(0x200000, i, vcpus), BootSetup.sregs(base)));
+        return out;
+    }
+
+    @Test
+    void shouldRoundTripEveryRegisterAndSegmentFieldThroughTheDescription() {
+        List<VcpuState> st = bootStates(2, 16L << 20);
+        var r = st.get(1).regs();
+        r.gpr[15] = 0xfedcba9876543210L; // past 2^63: kept exactly as hex
+        r.rflags = 0x246;
+        Sregs s = st.get(1).sregs();
+        Sregs s2 = new Sregs(s.cs(), s.ds(), s.es(), new Segment(0x7fff_0000_1000L, 0xfffff, 0x2b, 3, true, 3, true, true, false, true, true, false),
+                s.gs(), s.ss(), s.tr(), s.ldt(), s.gdt(), s.idt(), s.cr0(), 0xdead000L, s.cr3(), s.cr4(), 0x0f, s.efer(), s.apicBase());
+        st.set(1, new VcpuState(r, s2));
+        SnapshotDescription d = new SnapshotDescription(1, "kvm", "now", 16L << 20, SnapshotWriter.memslots(16L << 20),
+                SnapshotDescription.Point.atExit(1, 7), SnapshotDescription.Guest.workload("hot", WorkloadParams.of(16L << 20, 2)),
+                st, List.of(5L, 9L), new SnapshotDescription.MemoryFile("memory.bin", 0, 0, 4096, "0".repeat(64)),
+                new SnapshotDescription.MapFile("pages.map", PageMap.fileBytes(16L << 20), "1".repeat(64)),
+                List.of(), new SnapshotDescription.OriginalRun("2".repeat(64),
+                        List.of(new SnapshotDescription.VcpuEnd(0, "done", 0, List.of(-1L, 3L)), new SnapshotDescription.VcpuEnd(1, "done", 0, List.of()))));
+        SnapshotDescription back = DescriptionJson.parse("x.json", DescriptionJson.toBytes(d));
+        assertEquals(d.vcpus().get(1).regs(), back.vcpus().get(1).regs());
+        assertEquals(d.vcpus().get(1).sregs(), back.vcpus().get(1).sregs());
+        assertEquals(d.vcpus().get(0).sregs(), back.vcpus().get(0).sregs());
+        assertEquals(d.point(), back.point());
+        assertEquals(d.guest(), back.guest());
+        assertEquals(d.guestExits(), back.guestExits());
+        assertEquals(d.originalRun(), back.originalRun());
+        assertEquals(d.memslots(), back.memslots());
+    }
+
+    @Test
+    void shouldServeAnyRunOfPagesByteExactlyAndZeroPagesWithoutReading(@TempDir Path dir) {
+        long ram = 8L << 20;
+        MemorySegment mem = Arena.ofAuto().allocate(ram, 4096);
+        java.util.Random rnd = new java.util.Random(7);
+        for (long p = 0; p < ram / 4096; p++) {
+            if (rnd.nextInt(3) == 0) for (int k = 0; k < 4; k++) mem.set(ValueLayout.JAVA_LONG, p * 4096 + rnd.nextInt(512) * 8, rnd.nextLong() | 1);
+        }
+        SnapshotWriter.write(dir, mem, "ref", bootStates(1, ram), List.of(0L), SnapshotDescription.Point.afterMillis(1),
+                SnapshotDescription.Guest.image("/x", "0".repeat(64), 0x200000, 0x200000));
+        try (Snapshot s = Snapshot.open(dir)) {
+            SnapshotSource src = new SnapshotSource(s);
+            MemorySegment dst = Arena.ofAuto().allocate(2L << 20, 4096);
+            for (int i = 0; i < 300; i++) {
+                long page = rnd.nextLong(ram / 4096);
+                int n = 1 + rnd.nextInt((int) Math.min(512, ram / 4096 - page));
+                src.fill(page * 4096, dst, 0, n * 4096L);
+                assertEquals(-1, dst.asSlice(0, n * 4096L).mismatch(mem.asSlice(page * 4096, n * 4096L)),
+                        "run of " + n + " pages at 0x" + Long.toHexString(page * 4096));
+                boolean anyStored = false;
+                for (long p = page; p < page + n; p++) anyStored |= s.pageMap().isStored(p);
+                assertEquals(!anyStored, src.isZero(page * 4096, n * 4096L));
+            }
+            assertTrue(s.chunksVerified() > 0);
+            assertFalse(s.pageMap().storedPages() == 0);
+        }
+    }
+}

@@ -1,0 +1,296 @@
+package dev.faultline.snapshot;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.faultline.guest.BootProtocol;
+import dev.faultline.guest.workload.Workload;
+import dev.faultline.guest.workload.WorkloadParams;
+import dev.faultline.guest.workload.Workloads;
+import dev.faultline.hv.Hypervisor;
+import dev.faultline.kvm.HostCapabilities;
+import dev.faultline.paging.FaultCore;
+import dev.faultline.paging.PageStates;
+import dev.faultline.paging.Prefetch;
+import dev.faultline.paging.uffd.UffdPager;
+import dev.faultline.sys.ErrnoException;
+import dev.faultline.sys.Userfaultfd;
+import dev.faultline.vmm.Backends;
+import dev.faultline.vmm.Machine;
+import dev.faultline.vmm.MachineSpec;
+import dev.faultline.vmm.RunReport;
+import dev.faultline.vmm.VcpuOutcome;
+import java.io.RandomAccessFile;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * A guest snapshotted mid-run and restored, eagerly or lazily, on the same or the other backend,
+ * ends exactly as a run that was never interrupted; a bad snapshot never runs.
+ */
+class SnapshotRestoreTest {
+    private static final long MEM = 8L << 20;
+    private static final Duration TIMEOUT = Duration.ofSeconds(30);
+
+    /**
+     * phases reports each phase number (two OUTs each), so exit 3 of vCPU 0 (the start of phase 1) is a
+     * deterministic mid-run point. Enough rounds per phase on ref that another vCPU cannot have finished
+     * all eight phases by then; fewer on kvm, which runs guest code far slower here.
+     */
+    static Workload workload(int vcpus, String takenOn) {
+        return Workloads.build("phases", WorkloadParams.of(MEM, vcpus).withRounds(takenOn.equals("ref") ? 20 : 3));
+    }
+
+    static Workload workload(int vcpus) {
+        return workload(vcpus, "ref");
+    }
+
+    static void requireKvm() {
+        HostCapabilities caps = HostCapabilities.probe();
+        assumeTrue(caps.kvmAvailable(), () -> "skipped: /dev/kvm is not usable: " + caps.kvmReason());
+    }
+
+    static void requireUserfaultfd() {
+        try {
+            Userfaultfd.open().close();
+        } catch (ErrnoException e) {
+            assumeTrue(false, "skipped: userfaultfd is not usable: " + e.getMessage());
+        }
+    }
+
+    static void require(String backend, String mode) {
+        if (backend.equals("kvm")) requireKvm();
+        if (backend.equals("kvm") && mode.equals("lazy")) requireUserfaultfd();
+    }
+
+    static String uninterrupted(String backend, Workload w, int vcpus) {
+        try (Hypervisor hv = Backends.open(backend); Machine m = new Machine(hv, MachineSpec.of(MEM, vcpus, w.image()))) {
+            RunReport r = m.run();
+            assertTrue(r.clean(), r.vcpus().toString());
+            return r.ramSha256();
+        }
+    }
+
+    static SnapshotDescription take(String backend, Workload w, int vcpus, Path dir, boolean finish) {
+        try (Hypervisor hv = Backends.open(backend); Machine m = new Machine(hv, MachineSpec.of(MEM, vcpus, w.image()))) {
+            SnapshotTaker.Taken t = SnapshotTaker.take(m, hv.name(), SnapshotDescription.Point.atExit(0, 3),
+                    SnapshotDescription.Guest.workload(w.name(), w.params()), dir, finish, TIMEOUT);
+            return t.written().description();
+        }
+    }
+
+    @ParameterizedTest(name = "taken on {0}, restored {2} on {1}, {3} vCPU(s)")
+    @CsvSource({"ref, ref, eager, 1", "ref, ref, eager, 2", "kvm, kvm, lazy, 1", "kvm, kvm, lazy, 2", "kvm, kvm, eager, 2",
+            "kvm, ref, eager, 1", "kvm, ref, eager, 2", "ref, kvm, lazy, 1", "ref, kvm, lazy, 2", "ref, kvm, eager, 1"})
+    void shouldEndARestoredGuestWithTheRamOfAnUninterruptedRun(String from, String to, String mode, int vcpus, @TempDir Path dir) {
+        require(from, "eager");
+        require(to, mode);
+        Workload w = workload(vcpus, from);
+        String expected = uninterrupted(from, w, vcpus);
+        SnapshotDescription d = take(from, w, vcpus, dir, true);
+        assertEquals(expected, d.originalRun().ramSha256(), "the snapshotted guest, let run on, ends as an uninterrupted one");
+        assertTrue(d.guestExits().get(0) == 3, "paused right after exit 3 of vCPU 0");
+
+        Restore.Result r = Restore.run(dir, Restore.Options.of(to, mode.equals("lazy") ? Restore.Mode.LAZY : Restore.Mode.EAGER));
+        assertTrue(r.report().clean(), r.report().vcpus().toString());
+        assertEquals(expected, r.report().ramSha256());
+        assertTrue(r.ok(), r.comparison().verdict());
+        assertEquals("memory verified", r.comparison().workloadVerdict());
+        for (var v : r.report().vcpus()) {
+            assertEquals(VcpuOutcome.DONE, v.outcome());
+            // phases reports 8 phase numbers as 16 dwords; exits 1-3 of vCPU 0 were three of them, before the snapshot
+            if (v.index() == 0) assertEquals(16 - 3, v.reports().length, "reports after the snapshot point");
+        }
+        assertTrue(r.timings().firstEntry() > 0 && r.timings().firstEntry() <= r.timings().ended());
+        if (mode.equals("lazy")) {
+            assertTrue(r.paging().faults() > 0, "pages were served on demand");
+            assertTrue(r.chunksVerified() < d.chunks().size() || r.paging().faults() > 0);
+        } else {
+            assertEquals(d.chunks().size(), r.chunksVerified(), "eager restore checks every chunk");
+        }
+    }
+
+    @Test
+    void shouldStoreOnlyNonZeroPages(@TempDir Path dir) {
+        long ram = 16L << 20;
+        MemorySegment mem = MemorySegment.ofArray(new byte[(int) ram]);
+        long[] gpas = {0x1000, 0x100000, 0x3ff000, 0x400000, ram - 0x1000};
+        for (long g : gpas) mem.set(ValueLayout.JAVA_BYTE, g + 17, (byte) 1);
+        var states = SnapshotFormatTest.bootStates(1, ram);
+        SnapshotWriter.Written w = SnapshotWriter.write(dir, mem, "ref", states, List.of(0L), SnapshotDescription.Point.afterMillis(0),
+                SnapshotDescription.Guest.image("/x", "0".repeat(64), 0x200000, 0x200000));
+        assertEquals(gpas.length, w.description().memory().storedPages());
+        assertEquals(ram / 4096 - gpas.length, w.description().memory().zeroPages());
+        assertEquals(gpas.length * 4096L, dir.resolve(SnapshotFormat.MEMORY_FILE).toFile().length(), "memory.bin holds the non-zero pages only");
+        try (Snapshot s = Snapshot.open(dir)) {
+            MemorySegment back = MemorySegment.ofArray(new byte[(int) ram]);
+            s.readInto(back);
+            assertEquals(-1, back.mismatch(mem), "eager read gives back RAM byte for byte");
+        }
+    }
+
+    // ---- refusals: nothing runs, the backend is never even opened ------------------------------
+
+    private static final AtomicInteger opened = new AtomicInteger();
+
+    private static Restore.Options counting(String mode) {
+        return Restore.Options.of("ref", mode.equals("lazy") ? Restore.Mode.LAZY : Restore.Mode.EAGER)
+                .withBackends(name -> { opened.incrementAndGet(); return Backends.open(name); });
+    }
+
+    private static String refused(Path dir, Restore.Options o) {
+        opened.set(0);
+        SnapshotException e = assertThrows(SnapshotException.class, () -> Restore.run(dir, o));
+        assertEquals(0, opened.get(), "no backend was opened, so no guest instruction ran");
+        assertFalse(e.getMessage().contains("\n"), "one line: " + e.getMessage());
+        return e.getMessage();
+    }
+
+    private Path refSnapshot(Path dir) {
+        take("ref", workload(1), 1, dir, true);
+        return dir;
+    }
+
+    @Test
+    void shouldRefuseATruncatedMemoryFileNamingItsLength(@TempDir Path dir) throws Exception {
+        refSnapshot(dir);
+        Path mem = dir.resolve(SnapshotFormat.MEMORY_FILE);
+        long len = Files.size(mem);
+        try (RandomAccessFile f = new RandomAccessFile(mem.toFile(), "rw")) {
+            f.setLength(len - 4096);
+        }
+        String m = refused(dir, counting("eager"));
+        assertTrue(m.contains("memory.bin") && m.contains((len - 4096) + " bytes") && m.contains(String.valueOf(len)) && m.contains("truncated"), m);
+    }
+
+    @Test
+    void shouldRefuseAFlippedByteInAChunkNamingTheChunkAndBothChecksums(@TempDir Path dir) throws Exception {
+        SnapshotDescription d = take("ref", workload(1), 1, dir, true);
+        SnapshotDescription.Chunk c = d.chunks().stream().filter(x -> x.pages() > 0 && x.index() > 0).findFirst().orElseThrow();
+        flip(dir.resolve(SnapshotFormat.MEMORY_FILE), c.offset() + 100);
+        for (Restore.Options o : List.of(counting("eager"), counting("eager").withVerify(Restore.Verify.UPFRONT))) {
+            String m = refused(dir, o);
+            assertTrue(m.contains("chunk " + c.index() + " ") && m.contains(c.sha256()) && m.contains("corrupted"), m);
+        }
+    }
+
+    @Test
+    void shouldRefuseAnUnknownFormatVersion(@TempDir Path dir) throws Exception {
+        refSnapshot(dir);
+        edit(dir, "\"version\" : 1,", "\"version\" : 2,");
+        String m = refused(dir, counting("eager"));
+        assertTrue(m.contains("format version 2 is not supported") && m.contains("version 1"), m);
+    }
+
+    @Test
+    void shouldRefuseADescriptionWhoseRamSizeDisagreesWithItsMemslots(@TempDir Path dir) throws Exception {
+        refSnapshot(dir);
+        edit(dir, "\"ram_bytes\" : " + MEM + ",", "\"ram_bytes\" : " + (MEM * 2) + ",");
+        String m = refused(dir, counting("eager"));
+        assertTrue(m.contains("memslots"), m);
+    }
+
+    @Test
+    void shouldRefuseMemslotsThatDoNotMatchHowRestoreInstallsRam(@TempDir Path dir) throws Exception {
+        refSnapshot(dir);
+        edit(dir, "\"gpa\" : \"0x100000\",\n    \"bytes\" : " + (MEM - 0x100000), "\"gpa\" : \"0x200000\",\n    \"bytes\" : " + (MEM - 0x200000));
+        String m = refused(dir, counting("eager"));
+        assertTrue(m.contains("memslots[1]") && m.contains("slot 1 [0x200000") && m.contains("slot 1 [0x100000"), m);
+    }
+
+    @Test
+    void shouldRefuseAPageMapWithAFlippedBit(@TempDir Path dir) throws Exception {
+        refSnapshot(dir);
+        flip(dir.resolve(SnapshotFormat.PAGE_MAP_FILE), PageMap.HEADER_BYTES + 40);
+        String m = refused(dir, counting("eager"));
+        assertTrue(m.contains("pages.map") && m.contains("SHA-256"), m);
+    }
+
+    @Test
+    void shouldRefuseRegistersThatAreNotA64BitGuest(@TempDir Path dir) throws Exception {
+        refSnapshot(dir);
+        String json = Files.readString(dir.resolve(SnapshotFormat.DESCRIPTION_FILE));
+        Files.writeString(dir.resolve(SnapshotFormat.DESCRIPTION_FILE), json.replaceFirst("\"efer\" : \"0x[0-9a-f]+\"", "\"efer\" : \"0x0\""));
+        String m = refused(dir, counting("eager"));
+        assertTrue(m.contains("vcpus[0].sregs.efer") && m.contains("long mode"), m);
+    }
+
+    @Test
+    void shouldRefuseLazyRestoreOnRefUntilItsExitOnMissingFlagExists(@TempDir Path dir) {
+        refSnapshot(dir);
+        String m = refused(dir, counting("lazy"));
+        assertTrue(m.contains("ref backend") && m.contains("exit-on-missing") && m.contains("--eager"), m);
+    }
+
+    /**
+     * Lazy restore checking chunks on first touch: the guest's first touch of a corrupted chunk stops
+     * the machine with the chunk named, and no page of that chunk is ever installed.
+     */
+    @Test
+    void shouldNeverInstallAPageOfAChunkThatFailsItsChecksum(@TempDir Path dir) throws Exception {
+        requireKvm();
+        requireUserfaultfd();
+        Workload w = workload(1, "kvm");
+        SnapshotDescription d = take("kvm", w, 1, dir, true);
+        int bad = (int) (w.layout().sliceStart(0) / SnapshotFormat.CHUNK_BYTES); // the working set starts here
+        SnapshotDescription.Chunk c = d.chunks().get(bad);
+        assertTrue(c.pages() > 0, "the working set's chunk holds stamped pages");
+        flip(dir.resolve(SnapshotFormat.MEMORY_FILE), c.offset() + 8);
+        try (Snapshot snap = Snapshot.open(dir); Hypervisor hv = Backends.open("kvm")) {
+            long base = BootProtocol.IMAGE_MIN_GPA;
+            FaultCore core = new FaultCore(new SnapshotSource(snap), base, MEM - base, 1, Prefetch.NONE, false);
+            UffdPager pager = new UffdPager(core, new UffdPager.Config(UffdPager.Mode.MISSING, 1, 0, false, List.of(), UffdPager.Pinning.NONE));
+            try (Machine m = new Machine(hv, MachineSpec.resuming(MEM, d.vcpus()).withTimeout(TIMEOUT).withMemoryPreparer(pager))) {
+                snap.readChunksInto(m.ram().segment(), 0, 1);
+                RunReport r = m.run();
+                assertFalse(r.clean());
+                assertNotNull(pager.failure());
+                assertTrue(pager.failure().getMessage().contains("chunk " + bad + " ") && pager.failure().getMessage().contains("corrupted"),
+                        pager.failure().getMessage());
+                // released from its userfaultfd wait onto revoked memory: a memory fault, not a guest instruction
+                assertTrue(r.vcpus().get(0).detail().contains("memory fault at gpa 0x" + Long.toHexString(bad) ), r.vcpus().get(0).detail());
+                PageStates st = core.states();
+                long first = core.pageOf((long) bad * SnapshotFormat.CHUNK_BYTES);
+                for (long p = first; p < first + SnapshotFormat.PAGES_PER_CHUNK; p++) {
+                    if (snap.pageMap().isStored((p * 4096 + base) / 4096)) {
+                        assertEquals(PageStates.MISSING, st.get(p), "stored page 0x" + Long.toHexString(core.gpaOf(p)) + " of the bad chunk");
+                    }
+                }
+                assertFalse(snap.isVerified(bad));
+                // uffd is unregistered now: pages never installed read as zeros
+                MemorySegment ram = m.ram().segment();
+                assertEquals(-1, ram.asSlice((long) bad * SnapshotFormat.CHUNK_BYTES, SnapshotFormat.CHUNK_BYTES)
+                        .mismatch(MemorySegment.ofArray(new byte[SnapshotFormat.CHUNK_BYTES])), "nothing of the bad chunk reached RAM");
+            }
+        }
+    }
+
+    static void flip(Path file, long offset) throws Exception {
+        try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
+            f.seek(offset);
+            int b = f.read();
+            f.seek(offset);
+            f.write(b ^ 0x01);
+        }
+    }
+
+    static void edit(Path dir, String from, String to) throws Exception {
+        Path p = dir.resolve(SnapshotFormat.DESCRIPTION_FILE);
+        String json = Files.readString(p);
+        assertTrue(json.contains(from), "the description holds " + from);
+        Files.writeString(p, json.replace(from, to));
+    }
+}
