@@ -51,7 +51,7 @@ class SnapshotRestoreTest {
      * all eight phases by then; fewer on kvm, which runs guest code far slower here.
      */
     static Workload workload(int vcpus, String takenOn) {
-        return Workloads.build("phases", WorkloadParams.of(MEM, vcpus).withRounds(takenOn.equals("ref") ? 20 : 3));
+        return Workloads.build("phases", WorkloadParams.of(MEM, vcpus).withRounds(takenOn.equals("ref") ? 60 : 3));
     }
 
     static Workload workload(int vcpus) {
