@@ -242,6 +242,8 @@ class AssemblerEncodingTest {
         c("nop", Assembler::nop);
         c("pause", Assembler::pause);
         c("cpuid", Assembler::cpuid);
+        c("vmcall", Assembler::vmcall);
+        c("vmmcall", Assembler::vmmcall);
         c("rdtsc", Assembler::rdtsc);
         c("mfence", Assembler::mfence);
         c("ud2", Assembler::ud2);
