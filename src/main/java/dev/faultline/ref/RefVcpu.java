@@ -304,17 +304,21 @@ public final class RefVcpu implements Vcpu {
         cpu.r[0] = -PrivateMemory.KVM_ENOSYS;
     }
 
-    /** Test hook: fills a memory-fault exit from the calling thread, as a buggy fault path on another thread would. */
-    void fillMemoryFaultFromThisThread(long flags, long gpa) {
+    /**
+     * Fault injection for audits (tests, the stale-data scenario): fills a memory-fault exit from the
+     * calling thread, as a buggy fault path on another thread would. It fails with an AssertionError
+     * unless called inside a run on the vCPU's own thread with no exit prepared.
+     */
+    public void fillMemoryFaultFromThisThread(long flags, long gpa) {
         exits.memoryFault.fill(flags, gpa, 4096, Errno.EFAULT, VcpuExit.MemoryFault.Origin.KERNEL);
         setExit(exits.memoryFault, false);
     }
 
     /**
-     * Test hook: one run in which {@code hook} runs on the vCPU's thread after the interpreter stopped,
+     * Fault injection for audits: one run in which {@code hook} runs on the vCPU's thread after the interpreter stopped,
      * as a fault path that fills the exit late would.
      */
-    VcpuExit runWithHookAfterExecute(Runnable hook) {
+    public VcpuExit runWithHookAfterExecute(Runnable hook) {
         runningThread = Thread.currentThread();
         exit = null;
         bareErrno = 0;
@@ -333,8 +337,8 @@ public final class RefVcpu implements Vcpu {
         }
     }
 
-    /** Test hook: the next run fails with a bare {@code errno} for {@code reason}, as an un-annotated fault path would. */
-    void forceBareFaultOnNextRun(int errno, long reason) {
+    /** Fault injection for audits: the next run fails with a bare {@code errno} for {@code reason}, as an un-annotated fault path would. */
+    public void forceBareFaultOnNextRun(int errno, long reason) {
         forcedBareErrno = errno;
         forcedBareReason = reason;
     }

@@ -243,6 +243,8 @@ class AssemblerEncodingTest {
         c("pause", Assembler::pause);
         c("cpuid", Assembler::cpuid);
         c("vmcall", Assembler::vmcall);
+        c("mov cr3, rax", a -> a.movCr3(RAX));
+        c("mov cr3, rdi", a -> a.movCr3(RDI));
         c("vmmcall", Assembler::vmmcall);
         c("rdtsc", Assembler::rdtsc);
         c("mfence", Assembler::mfence);
