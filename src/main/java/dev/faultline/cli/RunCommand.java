@@ -3,6 +3,9 @@ package dev.faultline.cli;
 import dev.faultline.hv.Hypervisor;
 import dev.faultline.vmm.Backends;
 import dev.faultline.vmm.Machine;
+import dev.faultline.vmm.MachineSpec;
+import dev.faultline.vmm.fault.FaultPlan;
+import dev.faultline.vmm.fault.FaultResolver;
 import dev.faultline.vmm.ReportJson;
 import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.VcpuResult;
@@ -26,15 +29,26 @@ final class RunCommand implements Callable<Integer> {
     @Mixin
     GuestOptions guest;
 
+    @Mixin
+    FaultOptions faults;
+
     @Option(names = "--json", description = "Print one JSON object (the report) on stdout.")
     boolean json;
 
     @Override
     public Integer call() {
         GuestOptions.Prepared prepared = guest.prepare(source);
+        FaultPlan plan = faults.plan();
         try (Hypervisor hv = Backends.open(guest.backend)) {
             RunReport report;
-            try (Machine m = new Machine(hv, prepared.spec(json ? null : System.out))) {
+            MachineSpec spec = prepared.spec(json ? null : System.out);
+            if (plan.any()) {
+                String why = FaultResolver.unsupportedReason(plan, hv);
+                if (why != null) throw new UserError(why);
+                FaultResolver resolver = new FaultResolver(plan, spec.vcpus());
+                spec = spec.withVmType(resolver.vmType()).withMainSlot(spec.mainSlotFlags(), resolver).withMemoryPreparer(resolver);
+            }
+            try (Machine m = new Machine(hv, spec)) {
                 prepared.beforeRun(m.ram().segment());
                 report = m.run();
                 prepared.verify(m, report);
@@ -58,6 +72,10 @@ final class RunCommand implements Callable<Integer> {
             System.out.printf("  vcpu %d: %s (%s), rax=0x%x rip=0x%x, %d exits %s, %.1f ms%n", v.index(),
                     v.outcome().name().toLowerCase(), v.detail(), v.regs().rax(), v.regs().rip, v.exitCounts().values()
                             .stream().mapToLong(Long::longValue).sum(), v.exitCounts(), v.runNanos() / 1e6);
+            for (var e : v.exits().entries()) {
+                if (!e.exit().reason().equals("memory_fault") && !e.exit().reason().equals("hypercall")) continue;
+                System.out.printf("    %s -> %s%n", e.exit(), e.resolution());
+            }
         }
         System.out.printf("  RAM sha256 %s%n  setup %.1f ms, run %.1f ms%n", r.ramSha256(), r.setupNanos() / 1e6, r.runNanos() / 1e6);
     }

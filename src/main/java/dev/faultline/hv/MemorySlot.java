@@ -5,10 +5,17 @@ import dev.faultline.sys.HostMemory;
 /**
  * One guest-physical memory slot (kvm_userspace_memory_region2): guest pages
  * [{@code gpa}, {@code gpa + size}) are backed by {@code memory} from {@code memoryOffset},
- * and, for private memory, by {@code guestMemfd} from {@code guestMemfdOffset}.
+ * and, for private memory, by {@code guestMemfd} from {@code guestMemfdOffset}. Under
+ * {@link MemslotFlags#EXIT_ON_MISSING}, {@code userfault} says which host pages are missing (KVM
+ * Userfault's {@code userfault_bitmap}; null otherwise).
  */
 public record MemorySlot(int slot, int flags, long gpa, long size, HostMemory memory, long memoryOffset,
-                         GuestMemfd guestMemfd, long guestMemfdOffset) {
+                         GuestMemfd guestMemfd, long guestMemfdOffset, UserfaultBitmap userfault) {
+
+    public MemorySlot(int slot, int flags, long gpa, long size, HostMemory memory, long memoryOffset,
+                      GuestMemfd guestMemfd, long guestMemfdOffset) {
+        this(slot, flags, gpa, size, memory, memoryOffset, guestMemfd, guestMemfdOffset, null);
+    }
 
     public MemorySlot {
         if (size < 0 || ((gpa | size | memoryOffset) & 0xfff) != 0) {
@@ -23,6 +30,17 @@ public record MemorySlot(int slot, int flags, long gpa, long size, HostMemory me
 
     public static MemorySlot of(int slot, long gpa, HostMemory memory, long memoryOffset, long size, int flags) {
         return new MemorySlot(slot, flags, gpa, size, memory, memoryOffset, null, 0);
+    }
+
+    /** This slot under {@link MemslotFlags#EXIT_ON_MISSING} with {@code bitmap} (which must cover exactly the slot). */
+    public MemorySlot withUserfault(UserfaultBitmap bitmap) {
+        return new MemorySlot(slot, flags | MemslotFlags.EXIT_ON_MISSING, gpa, size, memory, memoryOffset, guestMemfd,
+                guestMemfdOffset, bitmap);
+    }
+
+    /** This slot with private memory from {@code gmem} at {@code offset} ({@link MemslotFlags#GUEST_MEMFD}). */
+    public MemorySlot withGuestMemfd(GuestMemfd gmem, long offset) {
+        return new MemorySlot(slot, flags | MemslotFlags.GUEST_MEMFD, gpa, size, memory, memoryOffset, gmem, offset, userfault);
     }
 
     public long end() { return gpa + size; }

@@ -1,5 +1,7 @@
 package dev.faultline.hv;
 
+import dev.faultline.sys.Errno;
+import dev.faultline.sys.ErrnoException;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
 
@@ -45,6 +47,39 @@ public interface Vm extends AutoCloseable {
      * {@code bitmap} (one bit per page, at least ceil(pages/64) longs) and clears the log.
      */
     void getDirtyLog(int slot, MemorySegment bitmap);
+
+    /**
+     * Marks the host page backing {@code gpa} as hardware-poisoned: the next guest access to it fails
+     * KVM_RUN with EHWPOISON and a filled memory-fault exit. The ref backend keeps a per-page mark; on
+     * kvm this would be madvise(MADV_HWPOISON), which needs CAP_SYS_ADMIN and makes KVM send SIGBUS to
+     * the vCPU thread, so it is not offered (EOPNOTSUPP).
+     */
+    default void injectPoison(long gpa) {
+        throw new ErrnoException("inject poison", Errno.EOPNOTSUPP, hypervisor().name() + " vm",
+                "this backend cannot mark a host page poisoned");
+    }
+
+    /**
+     * Forgets the poison mark of the page at {@code gpa}: userspace replaced the host page (on Linux a
+     * fresh mapping over it) and has written its contents.
+     */
+    default void clearPoison(long gpa) {
+        throw new ErrnoException("clear poison", Errno.EOPNOTSUPP, hypervisor().name() + " vm",
+                "this backend cannot mark a host page poisoned");
+    }
+
+    /**
+     * Asynchronous page faults (seed 004): a missing page of an {@link MemslotFlags#EXIT_ON_MISSING}
+     * slot is brought in by {@code resolver} on a backend worker thread instead of exiting. When it
+     * fails, the faulting gfn is remembered and handled synchronously on the retry, so the failure
+     * reaches userspace as a memory-fault exit. {@code naive} drops that memory (the design seed 004
+     * fixes: the vCPU then retries the access forever); it exists to demonstrate the loop.
+     * Only the ref backend implements this (KVM's async PF is an in-kernel mechanism).
+     */
+    default void enableAsyncPageFaults(BackgroundPageResolver resolver, boolean naive) {
+        throw new ErrnoException("enable async page faults", Errno.EOPNOTSUPP, hypervisor().name() + " vm",
+                "asynchronous resolution of missing pages through userspace needs the ref backend");
+    }
 
     /** KVM_CREATE_VCPU. */
     Vcpu createVcpu(int id);

@@ -2,6 +2,7 @@ package dev.faultline.ref;
 
 import dev.faultline.hv.MemorySlot;
 import dev.faultline.hv.MemslotFlags;
+import dev.faultline.hv.UserfaultBitmap;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -45,8 +46,19 @@ public final class RefMemslot {
     private static final java.lang.invoke.VarHandle LINES = java.lang.invoke.MethodHandles.arrayElementVarHandle(long[].class);
     /** Dirty log: one bit per page, set on the first write after the last {@code getDirtyLog}. */
     final long[] dirtyBits;
+    /** Missing host pages under {@link MemslotFlags#EXIT_ON_MISSING}; null otherwise. */
+    public final UserfaultBitmap userfault;
+    /** The private (guest_memfd-like) store of the slot and the offset of the slot's first page in it; null without one. */
+    public final MemorySegment privateSegment;
+    public final long privateOffset;
+    /** Whether accesses to this slot can be private (the VM has memory attributes). */
+    public final boolean privateCapable;
+    /** Per page: hardware-poisoned host page (one bit per page, atomic updates). */
+    private final long[] poisonBits;
+    /** Pages marked poisoned: the slow path looks at {@link #poisonBits} only when this is non-zero. */
+    volatile int poisonCount;
 
-    RefMemslot(MemorySlot desc) {
+    RefMemslot(MemorySlot desc, boolean privateCapable, RefMemslot previous) {
         this.desc = desc;
         this.id = desc.slot();
         this.flags = desc.flags();
@@ -62,7 +74,46 @@ public final class RefMemslot {
         this.codeMark = new byte[(int) npages];
         this.codeLines = new long[(int) npages];
         this.dirtyBits = logDirty ? new long[(int) ((npages + 63) >>> 6)] : null;
+        this.userfault = (flags & MemslotFlags.EXIT_ON_MISSING) != 0 ? desc.userfault() : null;
+        this.privateCapable = privateCapable;
+        if ((flags & MemslotFlags.GUEST_MEMFD) != 0) {
+            this.privateSegment = ((RefGuestMemfd) desc.guestMemfd()).segment();
+            this.privateOffset = desc.guestMemfdOffset();
+        } else {
+            this.privateSegment = null;
+            this.privateOffset = 0;
+        }
+        // Poison is a property of the host pages: a slot that changes flags keeps its pages' marks.
+        if (previous != null && previous.desc.memory() == desc.memory() && previous.desc.memoryOffset() == desc.memoryOffset()) {
+            this.poisonBits = previous.poisonBits;
+            this.poisonCount = previous.poisonCount;
+        } else {
+            this.poisonBits = new long[(int) ((npages + 63) >>> 6)];
+        }
     }
+
+    /** True when some per-page memory-fault state (missing, private, poison) must be checked on a TLB fill. */
+    public boolean hasFaultState() {
+        return userfault != null || privateCapable || poisonCount != 0;
+    }
+
+    public boolean isPoisoned(int page) {
+        return poisonCount != 0 && ((long) LINES.getAcquire(poisonBits, page >>> 6) & (1L << (page & 63))) != 0;
+    }
+
+    /** Sets or clears a page's poison mark; returns whether it changed. */
+    synchronized boolean setPoison(int page, boolean poisoned) {
+        long bit = 1L << (page & 63);
+        long old = (long) LINES.getAcquire(poisonBits, page >>> 6);
+        if (((old & bit) != 0) == poisoned) return false;
+        if (poisoned) LINES.getAndBitwiseOrRelease(poisonBits, page >>> 6, bit);
+        else LINES.getAndBitwiseAndRelease(poisonBits, page >>> 6, ~bit);
+        poisonCount += poisoned ? 1 : -1;
+        return true;
+    }
+
+    /** Offset into {@link #privateSegment} of guest-physical address {@code gpa} (inside this slot). */
+    public long privateHostOffset(long gpa) { return privateOffset + (gpa - this.gpa); }
 
     /** Whether the dirty log has page {@code page} (plain read: a racing set only costs a slow-path write). */
     public boolean isDirty(int page) {

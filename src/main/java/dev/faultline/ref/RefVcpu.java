@@ -1,6 +1,8 @@
 package dev.faultline.ref;
 
 import dev.faultline.hv.DescriptorTable;
+import dev.faultline.hv.MemoryFaultReasons;
+import dev.faultline.hv.PrivateMemory;
 import dev.faultline.hv.Regs;
 import dev.faultline.hv.Segment;
 import dev.faultline.hv.Sregs;
@@ -14,6 +16,7 @@ import dev.faultline.sys.Errno;
 import dev.faultline.sys.ErrnoException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * A ref vCPU (KVM's {@code struct kvm_vcpu} plus {@code vcpu_run}).
@@ -62,6 +65,25 @@ public final class RefVcpu implements Vcpu {
     private int lastExceptionVector = -1;
     private long lastExceptionAddress;
 
+    /** Runs of this vCPU so far; a memory-fault exit remembers the run that filled it (stale-data audit). */
+    private long runSerial, memoryFaultRun = -1;
+    /** A memory fault whose reason is not opted in: the run fails with this errno and no exit data. */
+    private int bareErrno;
+    private long bareReason;
+    /** Test hook: the next run ends in a bare errno for this reason, as a buggy fault path would. */
+    private int forcedBareErrno;
+    private long forcedBareReason;
+    private boolean pendingHypercall;
+
+    static final int ASYNC_IDLE = 0, ASYNC_PENDING = 1, ASYNC_DONE = 2, ASYNC_FAILED = 3;
+    /** Asynchronous page fault of this vCPU: its state, page and waiting thread (shared with the VM's worker). */
+    volatile int asyncState;
+    volatile long asyncGpa;
+    volatile Thread asyncWaiter;
+    /** The gfn whose background resolution failed (seed 004's error_gfn): its next fault is synchronous. */
+    private long asyncErrorGfn = -1;
+    private long asyncAttempts;
+
     RefVcpu(RefVm vm, int id) {
         this.vm = vm;
         this.id = id;
@@ -88,24 +110,61 @@ public final class RefVcpu implements Vcpu {
     /** The faulting address or RIP of the last guest exception. */
     public long lastExceptionAddress() { return lastExceptionAddress; }
 
+    /** Background resolutions this vCPU started (asynchronous page faults); each one is followed by a retry of the access. */
+    public long asyncPageFaultAttempts() { return asyncAttempts; }
+
+    /** Whether the VM has private memory (the encryption bit exists; CPUID leaf 0x8000001F). */
+    public boolean privateMemory() { return vm.privateCapable; }
+
     // ---------------------------------------------------------------- run
 
     @Override
     public VcpuExit run() {
         if (vm.isClosed()) throw new ErrnoException("KVM_RUN", Errno.EBADF, "ref vcpu " + id, "VM closed");
         runningThread = Thread.currentThread();
-        exit = null;
+        exit = null;          // kvm_run.exit_reason is reset at every entry: nothing stale survives
+        bareErrno = 0;
+        runSerial++;
         try {
             completePending();
-            if (!pollEvents()) cpu.execute();
+            if (forcedBareErrno != 0) {
+                bareErrno = forcedBareErrno;
+                bareReason = forcedBareReason;
+                forcedBareErrno = 0;
+            } else if (!pollEvents()) {
+                cpu.execute();
+            }
+            if (bareErrno != 0) return failBare();
             if (exit == null) throw new AssertionError("ref vcpu " + id + ": run ended without an exit");
+            if (exit == exits.memoryFault && memoryFaultRun != runSerial) {
+                throw new AssertionError("ref vcpu " + id + ": a memory-fault exit from an earlier run would be returned again (stale data)");
+            }
             return exit;
         } finally {
             runningThread = null;
         }
     }
 
+    /**
+     * KVM_RUN fails with a bare errno and no memory-fault data: only for a reason userspace did not opt
+     * into. Where the design says the exit must be filled (the reason is enabled), that is a bug, and it
+     * fails loudly instead of handing userspace an EFAULT with a stale exit reason.
+     */
+    private VcpuExit failBare() {
+        if (vm.memoryFaultReasonEnabled(bareReason)) {
+            throw new AssertionError("ref vcpu " + id + ": KVM_RUN would fail with a bare " + Errno.name(bareErrno)
+                    + " although memory-fault exits are enabled for reason " + MemoryFaultReasons.describe(bareReason));
+        }
+        throw new ErrnoException("KVM_RUN", bareErrno, "ref vcpu " + id, "memory fault without exit data: reason "
+                + MemoryFaultReasons.describe(bareReason) + " is not enabled (FAULTLINE_MEMORY_FAULT_EXIT = 0x"
+                + Long.toHexString(vm.memoryFaultReasons()) + "), so kvm_run.exit_reason is stale");
+    }
+
     private void completePending() {
+        if (pendingHypercall) {
+            pendingHypercall = false;
+            cpu.r[0] = exits.hypercall.result();
+        }
         if (pendingInSize != 0) {
             long v = switch (pendingInSize) {
                 case 1 -> ioBuffer.get(ValueLayout.JAVA_BYTE, 0) & 0xffL;
@@ -153,7 +212,8 @@ public final class RefVcpu implements Vcpu {
     @Override
     public void kick() { kicked = true; }
 
-    public boolean exitReady() { return exit != null; }
+    /** True once the run has an exit prepared, or must fail with a bare errno. */
+    public boolean exitReady() { return exit != null || bareErrno != 0; }
 
     /**
      * The one place an exit is filled. Only this vCPU's running thread may fill it (anything else is a
@@ -170,6 +230,117 @@ public final class RefVcpu implements Vcpu {
                     + " prepared in the same run");
         }
         exit = e;
+    }
+
+    // ---------------------------------------------------------------- memory faults
+
+    /**
+     * KVM_EXIT_MEMORY_FAULT for the page at {@code gpaPage} (size one page): the instruction is abandoned
+     * and re-executed on the next run, so an access completes exactly once after userspace resolved it.
+     * The exit is filled only together with EFAULT or EHWPOISON, and only when {@code reason} is opted in;
+     * otherwise the run fails with the bare errno.
+     */
+    public void memoryFault(long flags, long gpaPage, int errno, long reason) {
+        if (errno != Errno.EFAULT && errno != Errno.EHWPOISON) {
+            throw new AssertionError("ref vcpu " + id + ": memory-fault data with errno " + Errno.name(errno) + " (only EFAULT/EHWPOISON carry it)");
+        }
+        if (!vm.memoryFaultReasonEnabled(reason)) {
+            bareErrno = errno;
+            bareReason = reason;
+            throw ExitSignal.INSTANCE;
+        }
+        exits.memoryFault.fill(flags, gpaPage, 4096, errno, VcpuExit.MemoryFault.Origin.KERNEL);
+        setExit(exits.memoryFault, false);
+        memoryFaultRun = runSerial;
+        throw ExitSignal.INSTANCE;
+    }
+
+    /**
+     * An access to a missing page of an exit-on-missing slot. With asynchronous page faults on, the page
+     * is handed to the VM's background worker and this vCPU waits for it (KVM's artificial halt: this
+     * guest has no async-PF protocol to run something else meanwhile; other vCPUs run on; a kick ends
+     * the wait), then retries the instruction. A gfn whose background resolution failed is handled
+     * synchronously the next time (seed 004's error_gfn): the memory-fault exit reaches userspace, so
+     * the access is retried at most once in the background. Without async, the exit is immediate.
+     */
+    public void missingPage(long flags, long gpaPage) {
+        long gfn = gpaPage >>> 12;
+        if (vm.asyncEnabled() && gfn != asyncErrorGfn && asyncState != ASYNC_PENDING) {
+            asyncAttempts++;
+            asyncWaiter = Thread.currentThread();
+            asyncGpa = gpaPage;
+            asyncState = ASYNC_PENDING;
+            vm.submitAsync();
+            while (asyncState == ASYNC_PENDING && !kicked) LockSupport.parkNanos(this, 100_000);
+            int st = asyncState;
+            if (st == ASYNC_FAILED && !vm.asyncNaive()) asyncErrorGfn = gfn;
+            if (st != ASYNC_PENDING) asyncState = ASYNC_IDLE;
+            throw ExitSignal.INSTANCE;   // no exit: the instruction is retried (or the kick is seen)
+        }
+        if (gfn == asyncErrorGfn) asyncErrorGfn = -1;
+        memoryFault(flags, gpaPage, Errno.EFAULT, MemoryFaultReasons.MISSING);
+    }
+
+    /**
+     * vmcall/vmmcall. KVM_HC_MAP_GPA_RANGE (rbx = gpa, rcx = pages, rdx = attributes) exits to userspace
+     * when KVM_CAP_EXIT_HYPERCALL enabled it, after upstream's checks (a misaligned gpa, no pages or a
+     * wrapping range give -KVM_EINVAL without an exit); userspace's result lands in RAX on the next run.
+     * Every other hypercall returns -KVM_ENOSYS.
+     */
+    public void hypercall() {
+        long nr = cpu.r[0];
+        if (nr == VcpuExit.Hypercall.KVM_HC_MAP_GPA_RANGE && vm.hypercallExits(nr)) {
+            long gpa = cpu.r[3], npages = cpu.r[1], attrs = cpu.r[2];
+            if ((gpa & 0xfff) != 0 || npages == 0 || (gpa >>> 12) + npages <= (gpa >>> 12)) {
+                cpu.r[0] = -PrivateMemory.KVM_EINVAL;
+                return;
+            }
+            exits.hypercall.fill(nr, gpa, npages, attrs, 0, 0, 0, PrivateMemory.EXIT_HYPERCALL_LONG_MODE);
+            setExit(exits.hypercall, false);
+            pendingHypercall = true;
+            cpu.requestStop();
+            return;
+        }
+        cpu.r[0] = -PrivateMemory.KVM_ENOSYS;
+    }
+
+    /**
+     * Fault injection for audits (tests, the stale-data scenario): fills a memory-fault exit from the
+     * calling thread, as a buggy fault path on another thread would. It fails with an AssertionError
+     * unless called inside a run on the vCPU's own thread with no exit prepared.
+     */
+    public void fillMemoryFaultFromThisThread(long flags, long gpa) {
+        exits.memoryFault.fill(flags, gpa, 4096, Errno.EFAULT, VcpuExit.MemoryFault.Origin.KERNEL);
+        setExit(exits.memoryFault, false);
+    }
+
+    /**
+     * Fault injection for audits: one run in which {@code hook} runs on the vCPU's thread after the interpreter stopped,
+     * as a fault path that fills the exit late would.
+     */
+    public VcpuExit runWithHookAfterExecute(Runnable hook) {
+        runningThread = Thread.currentThread();
+        exit = null;
+        bareErrno = 0;
+        runSerial++;
+        try {
+            completePending();
+            if (!pollEvents()) cpu.execute();
+            try {
+                hook.run();
+            } catch (ExitSignal e) {
+                // a fault path unwinding: the exit it filled is what the run returns
+            }
+            return exit;
+        } finally {
+            runningThread = null;
+        }
+    }
+
+    /** Fault injection for audits: the next run fails with a bare {@code errno} for {@code reason}, as an un-annotated fault path would. */
+    public void forceBareFaultOnNextRun(int errno, long reason) {
+        forcedBareErrno = errno;
+        forcedBareReason = reason;
     }
 
     // ---------------------------------------------------------------- exits the interpreter and MMU raise

@@ -113,12 +113,16 @@ public final class Machine implements AutoCloseable {
             session = spec.memoryPreparer().prepare(new MemoryPreparer.Context(vm, ram, vcpus.size(),
                     reason -> { for (VcpuRunner r : runners) r.requestStop(reason); }));
             t0 = System.nanoTime();
+            // vCPUs enter the guest together: a fast backend could otherwise finish one vCPU's whole run
+            // before the next thread is even scheduled, which no real machine does.
+            java.util.concurrent.Phaser startGate = new java.util.concurrent.Phaser(runners.size());
             try {
                 for (int i = 0; i < runners.size(); i++) {
                     VcpuRunner runner = runners.get(i);
                     int index = i;
                     threads.add(Thread.ofPlatform().name("vcpu-" + i).unstarted(() -> {
                         session.vcpuThreadStarted(index);
+                        startGate.arriveAndAwaitAdvance();
                         runner.run();
                         if (runner.failed()) {
                             for (VcpuRunner other : runners) if (other != runner) other.requestStop("stopped because vCPU " + index + " failed");

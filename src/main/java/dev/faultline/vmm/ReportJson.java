@@ -44,6 +44,11 @@ public final class ReportJson {
             exits.add(x);
         }
         m.put("exits", exits);
+        List<Object> faults = new ArrayList<>();
+        for (Object x : exits) {
+            if ("memory_fault".equals(((Map<?, ?>) x).get("reason"))) faults.add(x);
+        }
+        m.put("memory_faults", faults);
         if (v.exits().dropped() > 0) m.put("exits_not_logged", v.exits().dropped());
         List<String> reports = new ArrayList<>();
         for (long rep : v.reports()) reports.add("0x" + Long.toHexString(rep));

@@ -211,7 +211,8 @@ final class VcpuRunner implements Runnable {
             case VcpuExit.FailEntry fe -> finish(VcpuOutcome.FAIL_ENTRY,
                     "entry failed, hardware reason 0x" + Long.toHexString(fe.hardwareReason()));
             case VcpuExit.Hypercall hc -> {
-                hc.complete(-1000); // -KVM_ENOSYS: no hypercall is handled by default
+                resolution = faultHandler.hypercall(index, hc);
+                if (resolution == null) hc.complete(-1000); // -KVM_ENOSYS: not handled
                 sameFaultCount = 0;
             }
             case VcpuExit.Unknown u -> finish(VcpuOutcome.UNHANDLED_EXIT, "unhandled exit reason " + u.reason());
@@ -268,7 +269,7 @@ final class VcpuRunner implements Runnable {
             return "stopped: repeated";
         }
         String failure = faultHandler.resolve(index, fault);
-        if (failure == null) return "resolved";
+        if (failure == null) return faultHandler.lastResolution(index);
         finish(VcpuOutcome.UNRESOLVED_MEMORY_FAULT, describe(fault) + ": " + failure);
         return "stopped: " + failure;
     }

@@ -458,6 +458,16 @@ public final class Assembler {
     public Assembler nop() { return plain(32, 0x90, 0, 0); }
     public Assembler pause() { return plain(32, 0xf390, 0, 0); }
     public Assembler cpuid() { return plain(32, 0x0fa2, 0, 0); }
+    /** mov cr3, src (0f 22 /3): loads the page-table root. Only rax..rdi (no REX). */
+    public Assembler movCr3(Reg src) {
+        if (src.bits() != 64 || src.number() >= 8) throw new IllegalArgumentException("mov cr3 takes rax..rdi, not " + src);
+        return plain(32, 0x0f22d8 + src.number(), 0, 0);
+    }
+
+    /** Intel's hypercall instruction; KVM (and the ref backend) accept it and vmmcall alike. */
+    public Assembler vmcall() { return plain(32, 0x0f01c1, 0, 0); }
+    /** AMD's hypercall instruction. */
+    public Assembler vmmcall() { return plain(32, 0x0f01d9, 0, 0); }
     public Assembler rdtsc() { return plain(32, 0x0f31, 0, 0); }
     public Assembler mfence() { return plain(32, 0x0faef0, 0, 0); }
     /** Raises #UD: with no IDT, a deliberate triple fault (shutdown exit). */

@@ -1,6 +1,11 @@
 package dev.faultline.ref.mmu;
 
+import dev.faultline.hv.MemoryFaultFlags;
+import dev.faultline.hv.MemoryFaultReasons;
+import dev.faultline.hv.PrivateMemory;
 import dev.faultline.hv.Sregs;
+import dev.faultline.hv.UserfaultBitmap;
+import dev.faultline.sys.Errno;
 import dev.faultline.ref.RefMemslot;
 import dev.faultline.ref.RefVcpu;
 import dev.faultline.ref.RefVm;
@@ -57,19 +62,30 @@ public final class Mmu {
     private final RefVm vm;
     private final RefVcpu vcpu;
     private final CpuState cpu;
+    /** The VM has private memory: bit 51 of an entry is the encryption bit, not an address bit. */
+    private final boolean privateCapable;
+    private final long physMask;
 
-    // Result of the last translate(): leaf permissions, for the TLB fill.
-    private boolean leafWritable, leafExecutable, leafDirty;
+    // Result of the last translate(): leaf permissions and kind (private: encryption bit set), for the TLB fill.
+    private boolean leafWritable, leafExecutable, leafDirty, leafPrivate;
+    // Set by checkPage: where the page's bytes are (shared mapping or private store) and the page's offset there.
+    private MemorySegment targetSeg;
+    private long targetPage;
 
     /** Set by {@link #hostFor}: the segment holding the returned offset (null for MMIO). */
     public MemorySegment lastSegment;
     /** Set by {@link #translateExec}: the memslot holding the returned gpa. */
     public RefMemslot lastSlot;
+    /** Set by {@link #translateExec}: the segment holding the code page's bytes and the page's offset in it. */
+    public MemorySegment lastExecSegment;
+    public long lastExecHost;
 
     public Mmu(RefVm vm, RefVcpu vcpu, CpuState cpu) {
         this.vm = vm;
         this.vcpu = vcpu;
         this.cpu = cpu;
+        this.privateCapable = vcpu.privateMemory();
+        this.physMask = privateCapable ? PHYS_MASK & ~PrivateMemory.ENCRYPTION_MASK : PHYS_MASK;
         flush();
     }
 
@@ -161,18 +177,17 @@ public final class Mmu {
         if (off + size > 4096) {
             // Split across two pages: translate both before reading either (the access faults as a whole).
             int first = (int) (4096 - off);
-            long gpa1 = translate(va, ACC_READ);
-            long gpa2 = translate(va + first, ACC_READ);
-            if (vm.findSlot(gpa1) == null || vm.findSlot(gpa2) == null) {
-                vcpu.emulationFailure("access crossing a page boundary into MMIO at 0x" + Long.toHexString(va));
-            }
+            probeCrossing(va, first, size, ACC_READ);
             long v = 0;
             for (int k = size - 1; k >= 0; k--) v = (v << 8) | read(va + k, 1);
             return v;
         }
         long gpa = translate(va, ACC_READ);
         RefMemslot slot = vm.findSlot(gpa);
-        if (slot == null) return vcpu.mmioRead(gpa, size);
+        if (slot == null) {
+            if (leafPrivate) privateWithoutMemory(gpa, ACC_READ);
+            return vcpu.mmioRead(gpa, size);
+        }
         checkPage(slot, gpa, ACC_READ, size);
         int i = fill(va, gpa, slot);
         MemorySegment s = seg[i];
@@ -189,11 +204,7 @@ public final class Mmu {
         long off = va & 0xfff;
         if (off + size > 4096) {
             int first = (int) (4096 - off);
-            long gpa1 = translate(va, ACC_WRITE);
-            long gpa2 = translate(va + first, ACC_WRITE);
-            if (vm.findSlot(gpa1) == null || vm.findSlot(gpa2) == null) {
-                vcpu.emulationFailure("access crossing a page boundary into MMIO at 0x" + Long.toHexString(va));
-            }
+            probeCrossing(va, first, size, ACC_WRITE);
             for (int k = 0; k < size; k++) write(va + k, 1, v >>> (8 * k));
             return;
         }
@@ -208,6 +219,25 @@ public final class Mmu {
             case 2 -> s.set(ValueLayout.JAVA_SHORT_UNALIGNED, h, (short) v);
             case 4 -> s.set(ValueLayout.JAVA_INT_UNALIGNED, h, (int) v);
             default -> s.set(ValueLayout.JAVA_LONG_UNALIGNED, h, v);
+        }
+    }
+
+    /**
+     * Both pages of an access that crosses a page boundary are translated and checked (missing, private,
+     * poisoned) before either is touched, so a memory fault on the second page cannot leave the first
+     * half of a store done: the re-executed instruction stores exactly once.
+     */
+    private void probeCrossing(long va, int first, int size, int access) {
+        long gpa1 = translate(va, access);
+        RefMemslot s1 = vm.findSlot(gpa1);
+        if (s1 == null && leafPrivate) privateWithoutMemory(gpa1, access);
+        if (s1 != null) checkPage(s1, gpa1, access, first);
+        long gpa2 = translate(va + first, access);
+        RefMemslot s2 = vm.findSlot(gpa2);
+        if (s2 == null && leafPrivate) privateWithoutMemory(gpa2, access);
+        if (s2 != null) checkPage(s2, gpa2, access, size - first);
+        if (s1 == null || s2 == null) {
+            vcpu.emulationFailure("access crossing a page boundary into MMIO at 0x" + Long.toHexString(va));
         }
     }
 
@@ -235,6 +265,7 @@ public final class Mmu {
             long gpa = translate(va, access);
             RefMemslot slot = vm.findSlot(gpa);
             if (slot == null) {
+                if (leafPrivate) privateWithoutMemory(gpa, access);
                 lastSegment = null;
                 return gpa;
             }
@@ -246,8 +277,8 @@ public final class Mmu {
             i = fill(va, gpa, slot);
             if (access == ACC_WRITE && wTag[i] != vpn) {
                 // A page whose writes stay tracked (e.g. dirty-logged before harvesting): write through.
-                lastSegment = slot.segment;
-                return slot.hostOffset(gpa);
+                lastSegment = seg[i];
+                return host[i] + (va & 0xfff);
             }
         }
         lastSegment = seg[i];
@@ -263,14 +294,21 @@ public final class Mmu {
         int i = (int) vpn & TLB_MASK;
         if (xTag[i] == vpn) {
             lastSlot = slotOf[i];
+            lastExecSegment = seg[i];
+            lastExecHost = host[i];
             return gpaOf[i] | (va & 0xfff);
         }
         long gpa = translate(va, ACC_EXEC);
         RefMemslot slot = vm.findSlot(gpa);
         lastSlot = slot;
-        if (slot == null) return gpa;
+        if (slot == null) {
+            if (leafPrivate) privateWithoutMemory(gpa, ACC_EXEC);
+            return gpa;
+        }
         checkPage(slot, gpa, ACC_EXEC, 1);
-        fill(va, gpa, slot);
+        i = fill(va, gpa, slot);
+        lastExecSegment = seg[i];
+        lastExecHost = host[i];
         return gpa;
     }
 
@@ -281,9 +319,43 @@ public final class Mmu {
      * the wrong private/shared kind makes the vCPU fill a memory-fault exit instead of returning.
      */
     private void checkPage(RefMemslot slot, long gpa, int access, int size) {
+        long page = gpa & ~0xfffL;
+        targetSeg = slot.segment;
+        targetPage = slot.hostOffset(page);
+        if (slot.hasFaultState()) checkFaults(slot, page, accessFlags(access), leafPrivate);
         if (access == ACC_WRITE) {
             vcpu.onWrite(slot, gpa, size);
         }
+    }
+
+    private static long accessFlags(int access) {
+        return access == ACC_WRITE ? MemoryFaultFlags.WRITE : access == ACC_EXEC ? MemoryFaultFlags.EXEC : MemoryFaultFlags.READ;
+    }
+
+    /**
+     * The memory-fault checks of one page, in the order KVM's fault path meets them: the access kind
+     * against the page's private/shared attribute (implicit conversion), then the host page's presence
+     * (exit on missing, or a background fetch under async page faults), then poison. Each failure
+     * makes the vCPU fill a memory-fault exit for the whole page and abandon the instruction; on
+     * success {@link #targetSeg}/{@link #targetPage} say which store holds the page.
+     */
+    private void checkFaults(RefMemslot slot, long page, long flags, boolean priv) {
+        if (priv) flags |= MemoryFaultFlags.PRIVATE;
+        if (slot.privateCapable && (priv != vm.isPrivate(page >>> 12) || (priv && slot.privateSegment == null))) {
+            vcpu.memoryFault(flags, page, Errno.EFAULT, MemoryFaultReasons.PRIVATE_MISMATCH);
+        }
+        UserfaultBitmap missing = slot.userfault;
+        if (missing != null && missing.isMissing(page)) vcpu.missingPage(flags, page);
+        if (slot.isPoisoned(slot.pageIndex(page))) vcpu.memoryFault(flags, page, Errno.EHWPOISON, MemoryFaultReasons.POISON);
+        if (priv) {
+            targetSeg = slot.privateSegment;
+            targetPage = slot.privateHostOffset(page);
+        }
+    }
+
+    /** A private access to a gpa with no memslot: upstream reports it as a memory fault, never as MMIO. */
+    private void privateWithoutMemory(long gpa, int access) {
+        vcpu.memoryFault(accessFlags(access) | MemoryFaultFlags.PRIVATE, gpa & ~0xfffL, Errno.EFAULT, MemoryFaultReasons.PRIVATE_MISMATCH);
     }
 
     /** Installs the TLB entry for the page of {@code va}; returns its index. */
@@ -297,8 +369,8 @@ public final class Mmu {
             wCode[i] = false;
         }
         rTag[i] = vpn;
-        seg[i] = slot.segment;
-        host[i] = slot.hostOffset(gpaPage);
+        seg[i] = targetSeg;
+        host[i] = targetPage;
         gpaOf[i] = gpaPage;
         slotOf[i] = slot;
         if (leafExecutable) xTag[i] = vpn;
@@ -320,20 +392,31 @@ public final class Mmu {
     public long translate(long va, int access) {
         if (!canonical(va)) vcpu.raiseException(Op.GP, 0, va);
         if ((cpu.cr0 & Sregs.CR0_PG) == 0) {
-            leafWritable = true; leafExecutable = true; leafDirty = true;
+            leafWritable = true; leafExecutable = true; leafDirty = true; leafPrivate = false;
             return va;
         }
         boolean nxe = (cpu.efer & Sregs.EFER_NXE) != 0;
         boolean wp = (cpu.cr0 & Sregs.CR0_WP) != 0;
-        long table = cpu.cr3 & PHYS_MASK;
+        long table = cpu.cr3 & physMask;
+        // The kind of each page-table page comes from the entry (or CR3) that points to it.
+        boolean tablePrivate = privateCapable && (cpu.cr3 & PrivateMemory.ENCRYPTION_MASK) != 0;
         boolean writable = true, nx = false;
         for (int level = 4; level >= 1; level--) {
             int shift = 12 + 9 * (level - 1);
             long pteGpa = table + (((va >>> shift) & 511) << 3);
             RefMemslot slot = vm.findSlot(pteGpa);
-            if (slot == null) vcpu.pageTableOutsideMemory(pteGpa, va);
+            if (slot == null) {
+                if (tablePrivate) walkerFault(pteGpa, true);
+                vcpu.pageTableOutsideMemory(pteGpa, va);
+            }
+            MemorySegment ts = slot.segment;
             long off = slot.hostOffset(pteGpa);
-            long pte = (long) LONG.getVolatile(slot.segment, off);
+            if (slot.hasFaultState()) {
+                checkTable(slot, pteGpa, tablePrivate);
+                ts = targetSeg;
+                off = targetPage + (pteGpa & 0xfff);
+            }
+            long pte = (long) LONG.getVolatile(ts, off);
             if ((pte & PTE_P) == 0) pageFault(va, access, false);
             if ((pte & PTE_NX) != 0 && !nxe) pageFault(va, access, true);   // reserved bit
             boolean leaf = level == 1 || (level <= 3 && (pte & PTE_PS) != 0);
@@ -345,22 +428,41 @@ public final class Mmu {
                 if (access == ACC_EXEC && nx) pageFault(va, access, true);
                 long set = PTE_A | (access == ACC_WRITE ? PTE_D : 0);
                 if ((pte & set) != set) {
-                    pte = (long) LONG.getAndBitwiseOr(slot.segment, off, set) | set;
+                    pte = (long) LONG.getAndBitwiseOr(ts, off, set) | set;
                     vcpu.onWrite(slot, pteGpa, 8);  // the walk wrote the page-table page: log it, drop code
                 }
                 leafWritable = writable || !wp;
                 leafExecutable = !nx;
                 leafDirty = (pte & PTE_D) != 0;
+                leafPrivate = privateCapable && (pte & PrivateMemory.ENCRYPTION_MASK) != 0;
                 long pageMask = (1L << shift) - 1;
-                return ((pte & PHYS_MASK) & ~pageMask) | (va & pageMask);
+                return ((pte & physMask) & ~pageMask) | (va & pageMask);
             }
             if ((pte & PTE_A) == 0) {
-                LONG.getAndBitwiseOr(slot.segment, off, PTE_A);
+                LONG.getAndBitwiseOr(ts, off, PTE_A);
                 vcpu.onWrite(slot, pteGpa, 8);
             }
-            table = pte & PHYS_MASK;
+            tablePrivate = privateCapable && (pte & PrivateMemory.ENCRYPTION_MASK) != 0;
+            table = pte & physMask;
         }
         throw new AssertionError("unreachable: level 1 is always a leaf");
+    }
+
+    /**
+     * A page-table page the walk needs: the same checks as a data page (kind, presence, poison), but a
+     * failure names the page-table page's gpa and is reported as a WRITE (seed 003's stage-1 walk case):
+     * the x86 walker may have to set Accessed (and, on the leaf, Dirty) bits in it, and it cannot know
+     * whether it must before it has the page. Never EXEC, even for an instruction fetch.
+     */
+    private void checkTable(RefMemslot slot, long pteGpa, boolean tablePrivate) {
+        targetSeg = slot.segment;
+        targetPage = slot.hostOffset(pteGpa & ~0xfffL);
+        checkFaults(slot, pteGpa & ~0xfffL, MemoryFaultFlags.WRITE, tablePrivate);
+    }
+
+    private void walkerFault(long pteGpa, boolean tablePrivate) {
+        vcpu.memoryFault(MemoryFaultFlags.WRITE | (tablePrivate ? MemoryFaultFlags.PRIVATE : 0), pteGpa & ~0xfffL,
+                Errno.EFAULT, MemoryFaultReasons.PRIVATE_MISMATCH);
     }
 
     private void pageFault(long va, int access, boolean present) {

@@ -17,12 +17,13 @@ final class CodePage {
     final long hostOffset;
     final Insn[] insns = new Insn[4096];
 
-    CodePage(long gpa, RefMemslot slot, int pageIndex, int version) {
+    /** {@code segment}/{@code hostOffset}: where the page's bytes are (the shared mapping, or the private store). */
+    CodePage(long gpa, RefMemslot slot, int pageIndex, int version, MemorySegment segment, long hostOffset) {
         this.gpa = gpa;
         this.slot = slot;
         this.pageIndex = pageIndex;
         this.version = version;
-        this.segment = slot.segment;
-        this.hostOffset = slot.hostOffset(gpa);
+        this.segment = segment;
+        this.hostOffset = hostOffset;
     }
 }

@@ -26,7 +26,24 @@ public final class Cpuid {
 
     /** Fills {@code out} with EAX, EBX, ECX, EDX for {@code leaf}/{@code subleaf} on vCPU {@code apicId}. */
     public static void query(int leaf, int subleaf, int apicId, int[] out) {
+        query(leaf, subleaf, apicId, false, out);
+    }
+
+    /** Highest extended leaf of a VM with private memory: 0x8000001F describes its encryption bit. */
+    public static final int MAX_EXTENDED_PRIVATE = 0x8000001f;
+
+    /**
+     * As {@link #query(int, int, int, int[])}; with {@code privateMemory} (a VM_TYPE_SW_PROTECTED VM) leaf
+     * 0x8000001F advertises the encryption bit as SEV does: EAX bit 1 (SEV), EBX[5:0] = the C-bit
+     * position ({@link dev.faultline.hv.PrivateMemory#ENCRYPTION_BIT}), EBX[11:6] = 0 (no physical
+     * address bits lost).
+     */
+    public static void query(int leaf, int subleaf, int apicId, boolean privateMemory, int[] out) {
         out[0] = out[1] = out[2] = out[3] = 0;
+        if (privateMemory) {
+            if (leaf == 0x80000000) { out[0] = MAX_EXTENDED_PRIVATE; return; }
+            if (leaf == 0x8000001f) { out[0] = 1 << 1; out[1] = dev.faultline.hv.PrivateMemory.ENCRYPTION_BIT; return; }
+        }
         switch (leaf) {
             case 0 -> { out[0] = MAX_BASIC; out[1] = VENDOR_EBX; out[2] = VENDOR_ECX; out[3] = VENDOR_EDX; }
             case 1 -> {

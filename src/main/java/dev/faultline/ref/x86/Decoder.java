@@ -391,6 +391,7 @@ public final class Decoder {
         switch (b) {
             case 0x01 -> {
                 int m = peekModrm();
+                if (m == 0xc1 || m == 0xd9) { next(); in.op = Op.VMCALL; return; }   // vmcall, vmmcall
                 if ((m >> 6) == 3) { unsupported(in, "0f 01 register form"); return; }
                 modrm(in, false, false);
                 switch (in.reg & 7) {

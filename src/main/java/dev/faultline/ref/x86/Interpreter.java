@@ -78,10 +78,11 @@ public final class Interpreter extends CpuState {
             try {
                 runPage();
             } catch (ExitSignal e) {
+                // The instruction is abandoned: an exit is prepared, or (no exit) it is simply retried,
+                // as after an asynchronous page fault was resolved in the background.
                 if (rip != insnStart) retired--;
                 rip = insnStart;
                 curPage = -1;
-                return;
             }
         }
     }
@@ -98,9 +99,10 @@ public final class Interpreter extends CpuState {
         int idx = (int) (gpaPage >>> 12) & (codeCache.length - 1);
         int pageIndex = slot.pageIndex(gpaPage);
         CodePage cp = codeCache[idx];
-        if (cp == null || cp.gpa != gpaPage || cp.slot != slot || cp.version != slot.codeVersion[pageIndex]) {
+        if (cp == null || cp.gpa != gpaPage || cp.slot != slot || cp.version != slot.codeVersion[pageIndex]
+                || cp.segment != mmu.lastExecSegment) {
             vcpu.markCode(slot, pageIndex, gpaPage);
-            cp = new CodePage(gpaPage, slot, pageIndex, slot.codeVersion[pageIndex]);
+            cp = new CodePage(gpaPage, slot, pageIndex, slot.codeVersion[pageIndex], mmu.lastExecSegment, mmu.lastExecHost);
             codeCache[idx] = cp;
         }
         curCodeGpa = gpaPage;
@@ -119,7 +121,7 @@ public final class Interpreter extends CpuState {
                 vcpu.emulationFailure("instruction fetch from gpa 0x" + Long.toHexString(gpa2) + " outside every memslot");
             }
             int rest = Decoder.MAX_LEN + 1 - n;
-            MemorySegment.copy(s2.segment, ValueLayout.JAVA_BYTE, s2.hostOffset(gpa2), fetchBuf, n, rest);
+            MemorySegment.copy(mmu.lastExecSegment, ValueLayout.JAVA_BYTE, mmu.lastExecHost + (gpa2 & 0xfff), fetchBuf, n, rest);
             decoder.decode(fetchBuf, Decoder.MAX_LEN + 1, in);
             in.crossesPage = true;
             return in;  // not cached: it depends on two pages
@@ -336,8 +338,9 @@ public final class Interpreter extends CpuState {
             case HLT -> vcpu.halt();
             case IN -> vcpu.portIn(in.imm >= 0 ? (int) in.imm : (int) r[2] & 0xffff, in.size);
             case OUT -> vcpu.portOut(in.imm >= 0 ? (int) in.imm : (int) r[2] & 0xffff, in.size, getReg(in.size, 0));
+            case VMCALL -> vcpu.hypercall();
             case CPUID -> {
-                Cpuid.query((int) r[0], (int) r[1], vcpu.id(), cpuidOut);
+                Cpuid.query((int) r[0], (int) r[1], vcpu.id(), vcpu.privateMemory(), cpuidOut);
                 r[0] = cpuidOut[0] & 0xffffffffL;
                 r[3] = cpuidOut[1] & 0xffffffffL;
                 r[1] = cpuidOut[2] & 0xffffffffL;

@@ -46,7 +46,9 @@ public final class Op {
     /** Not in the supported subset: an emulation-failure exit with the bytes. */
     public static final int UNSUPPORTED = 76;
     public static final int CMP_RR_FAST = 77;                   // (reserved)
-    public static final int COUNT = 78;
+    /** vmcall (0f 01 c1) or vmmcall (0f 01 d9): a hypercall to the hypervisor. */
+    public static final int VMCALL = 78;
+    public static final int COUNT = 79;
 
     public static final int SUB_ADD = 0, SUB_OR = 1, SUB_ADC = 2, SUB_SBB = 3, SUB_AND = 4, SUB_SUB = 5, SUB_XOR = 6,
             SUB_CMP = 7;

@@ -242,6 +242,10 @@ class AssemblerEncodingTest {
         c("nop", Assembler::nop);
         c("pause", Assembler::pause);
         c("cpuid", Assembler::cpuid);
+        c("vmcall", Assembler::vmcall);
+        c("mov cr3, rax", a -> a.movCr3(RAX));
+        c("mov cr3, rdi", a -> a.movCr3(RDI));
+        c("vmmcall", Assembler::vmmcall);
         c("rdtsc", Assembler::rdtsc);
         c("mfence", Assembler::mfence);
         c("ud2", Assembler::ud2);

@@ -1,0 +1,250 @@
+package dev.faultline.vmm.fault;
+
+import dev.faultline.guest.BootProtocol;
+import dev.faultline.hv.Caps;
+import dev.faultline.hv.Hypervisor;
+import dev.faultline.hv.MemorySlot;
+import dev.faultline.hv.PrivateMemory;
+import dev.faultline.hv.UserfaultBitmap;
+import dev.faultline.hv.VcpuExit;
+import dev.faultline.hv.Vm;
+import dev.faultline.paging.FaultCore;
+import dev.faultline.paging.Prefetch;
+import dev.faultline.paging.exit.ExitFaultHandler;
+import dev.faultline.sys.Errno;
+import dev.faultline.vmm.MemoryFaultHandler;
+import dev.faultline.vmm.MemoryPreparer;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.concurrent.atomic.AtomicLongArray;
+
+/**
+ * The VMM's memory-fault resolvers, on the faulting vCPU's own thread: it prepares the VM for a
+ * {@link FaultPlan} before the vCPUs start (a {@link MemoryPreparer}) and turns each memory-fault
+ * exit into a resumed vCPU (a {@link MemoryFaultHandler}), or stops the vCPU with a reason.
+ *
+ * <ul>
+ * <li>EHWPOISON: the page is replaced from its clean copy when the VMM has one (a page it loaded
+ *     before the run), else the vCPU stops: the data is lost and nothing is made up for it.
+ * <li>EFAULT with the PRIVATE flag differing from the page's attribute: implicit conversion
+ *     (KVM_SET_MEMORY_ATTRIBUTES); a page made private has its shared side discarded.
+ * <li>EFAULT at a missing page: installed exactly once through the paging core (its clean copy, or
+ *     zeros where it held nothing), then marked present in the slot's userfault bitmap.
+ * <li>KVM_HC_MAP_GPA_RANGE: explicit conversion of the range, result 0 (or -KVM_EINVAL).
+ * </ul>
+ * Anything else stops the vCPU; {@link dev.faultline.vmm.Machine} reports the gpa, flags and errno.
+ *
+ * <p>Threading: every vCPU calls in concurrently. No lock on the missing-page path (the paging core
+ * is lock-free); conversions are serialised inside the backend.
+ */
+public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
+    public static final String INSTALLED_COPY = "installed the page from its clean copy", INSTALLED_ZERO = "installed a zero page";
+    public static final String TO_PRIVATE = "converted to private (implicit)", TO_SHARED = "converted to shared (implicit)";
+    public static final String REPLACED = "replaced the poisoned page from its clean copy";
+    public static final String ALREADY = "nothing to do: resolved meanwhile by another vCPU";
+
+    private static final long MAIN = BootProtocol.IMAGE_MIN_GPA;
+
+    private final FaultPlan plan;
+    private final int vcpus;
+    private final String[] last;
+    private Vm vm;
+    private MemorySegment ram;
+    private long ramSize;
+    private CleanCopies copies;
+    private UserfaultBitmap missing;
+    private ExitFaultHandler installer;
+    private AtomicLongArray privateBits;
+    private VcpuExit.MemoryFault backgroundFault;
+
+    public FaultResolver(FaultPlan plan, int vcpus) {
+        this.plan = plan;
+        this.vcpus = vcpus;
+        this.last = new String[vcpus];
+    }
+
+    public FaultPlan plan() { return plan; }
+
+    /** The VM type the plan needs. */
+    public int vmType() { return plan.hasPrivate() ? Caps.VM_TYPE_SW_PROTECTED : Caps.VM_TYPE_DEFAULT; }
+
+    /**
+     * Says in one sentence why {@code hv} cannot run this plan, or returns null. Nothing is pretended:
+     * a mechanism the backend lacks is refused before the guest starts.
+     */
+    public static String unsupportedReason(FaultPlan plan, Hypervisor hv) {
+        if (hv.name().equals("ref")) return null;
+        if (plan.exitOnMissing()) {
+            return "--exit-on-missing needs the EXIT_ON_MISSING memslot flag, which upstream KVM never merged "
+                    + "(demand paging on kvm goes through userfaultfd); use --backend ref";
+        }
+        if (!plan.poison().isEmpty()) {
+            return "--poison needs a way to poison a host page: on kvm that is madvise(MADV_HWPOISON), which needs CAP_SYS_ADMIN "
+                    + "and makes KVM send SIGBUS to the vCPU thread (the JVM cannot survive it); use --backend ref";
+        }
+        if (plan.hasPrivate() && (hv.checkExtension(Caps.VM_TYPES) & (1L << Caps.VM_TYPE_SW_PROTECTED)) == 0) {
+            return String.format("--private needs a VM type with memory attributes; this kernel offers KVM_CAP_VM_TYPES = 0x%x "
+                    + "(only the default type, whose KVM_CAP_MEMORY_ATTRIBUTES is 0); use --backend ref", hv.checkExtension(Caps.VM_TYPES));
+        }
+        if (plan.memfaultReasons() != -1) {
+            return "--memfault-reasons needs seed 000's per-reason capability, which upstream KVM never merged; use --backend ref";
+        }
+        if (plan.asyncPf()) return "--async-pf resolves pages through userspace in the background, which only the ref backend does";
+        return null;
+    }
+
+    // ---------------------------------------------------------------- preparing the VM
+
+    @Override
+    public Session prepare(Context c) {
+        vm = c.vm();
+        ram = c.ram().segment();
+        ramSize = c.ram().size();
+        long mainSize = ramSize - MAIN;
+        long[] unavailable = plan.unavailable().stream().mapToLong(Long::longValue).toArray();
+        copies = CleanCopies.capture(ram, MAIN, ramSize, unavailable);
+        MemorySlot main = vm.slotAt(MAIN);
+        boolean reslot = false;
+        if (plan.hasPrivate()) {
+            if (plan.privateGpa() < MAIN || plan.privateGpa() + plan.privateSize() > ramSize) {
+                throw new IllegalArgumentException(String.format("--private [0x%x, +0x%x) must lie in the main slot [0x%x, 0x%x)",
+                        plan.privateGpa(), plan.privateSize(), MAIN, ramSize));
+            }
+            for (long g = plan.privateGpa(); g < plan.privateGpa() + plan.privateSize(); g += 4096) {
+                if (copies.hadData(g)) {
+                    throw new IllegalArgumentException(String.format("--private range holds image data at gpa 0x%x; the VMM cannot "
+                            + "write private memory, so the image must stay shared", g));
+                }
+            }
+            main = main.withGuestMemfd(vm.createGuestMemfd(mainSize, 0), 0);
+            privateBits = new AtomicLongArray((int) ((mainSize >>> 12) + 63) >>> 6);
+            reslot = true;
+        }
+        if (plan.exitOnMissing()) {
+            // The VMM keeps what it loaded as clean copies and drops it from RAM: every page is missing.
+            for (long g = MAIN; g < ramSize; g += 4096) if (copies.hadData(g)) ram.asSlice(g, 4096).fill((byte) 0);
+            missing = UserfaultBitmap.allMissing(MAIN, mainSize);
+            main = main.withUserfault(missing);
+            FaultCore core = new FaultCore(copies, MAIN, mainSize, vcpus + 1, Prefetch.NONE, false);
+            installer = new ExitFaultHandler(core, c.ram().memory(), vcpus + 1, missing::markPresent);
+            reslot = true;
+        }
+        if (reslot) {
+            MemorySlot old = vm.slotAt(MAIN);
+            vm.setMemorySlot(new MemorySlot(old.slot(), 0, old.gpa(), 0, old.memory(), old.memoryOffset(), null, 0));
+            vm.setMemorySlot(main);
+        }
+        if (plan.hasPrivate()) {
+            vm.setMemoryAttributes(plan.privateGpa(), plan.privateSize(), Caps.MEMORY_ATTRIBUTE_PRIVATE);
+            for (long g = plan.privateGpa(); g < plan.privateGpa() + plan.privateSize(); g += 4096) setPrivateBit(g, true);
+            vm.enableCap(Caps.EXIT_HYPERCALL, PrivateMemory.EXIT_HYPERCALL_MAP_GPA_RANGE);
+        }
+        for (long p : plan.poison()) vm.injectPoison(p);
+        if (plan.memfaultReasons() != -1) vm.enableCap(Caps.FAULTLINE_MEMORY_FAULT_EXIT, plan.memfaultReasons());
+        if (plan.asyncPf()) {
+            backgroundFault = new VcpuExit.MemoryFault();
+            vm.enableAsyncPageFaults(this::resolveInBackground, false);
+        }
+        return () -> {};
+    }
+
+    /** On the backend's async worker thread (one thread): installs like a fault of an extra "vCPU". */
+    private boolean resolveInBackground(long gpaPage) {
+        backgroundFault.fill(0, gpaPage, 4096, Errno.EFAULT, VcpuExit.MemoryFault.Origin.KERNEL);
+        return installer.resolve(vcpus, backgroundFault) == null;
+    }
+
+    /** The userfault bitmap of the main slot (null without exit-on-missing). */
+    public UserfaultBitmap missing() { return missing; }
+
+    public CleanCopies cleanCopies() { return copies; }
+
+    // ---------------------------------------------------------------- resolving exits
+
+    @Override
+    public String resolve(int vcpuIndex, VcpuExit.MemoryFault fault) {
+        long page = fault.gpa() & ~0xfffL;
+        if (fault.errno() == Errno.EHWPOISON) {
+            byte[] copy = copies == null ? null : copies.copyOf(page);
+            if (copy == null) {
+                return String.format("the poisoned page at gpa 0x%x has no clean copy (it was not loaded by the VMM), so its "
+                        + "data is lost; not replacing it with anything made up", page);
+            }
+            MemorySegment.copy(copy, 0, ram, ValueLayout.JAVA_BYTE, page, copy.length);
+            vm.clearPoison(page);
+            last[vcpuIndex] = REPLACED;
+            return null;
+        }
+        if (fault.errno() != Errno.EFAULT) return "unexpected errno " + Errno.name(fault.errno());
+        if (privateBits != null && inMain(page)) {
+            boolean wantPrivate = fault.isPrivate();
+            if (wantPrivate != isPrivate(page)) {
+                convert(page, 1, wantPrivate);
+                last[vcpuIndex] = wantPrivate ? TO_PRIVATE : TO_SHARED;
+                return null;
+            }
+        } else if (fault.isPrivate()) {
+            return "a private access outside the VM's private-capable memory";
+        }
+        if (missing != null && missing.covers(page)) {
+            if (!missing.isMissing(page)) {
+                last[vcpuIndex] = ALREADY;
+                return null;
+            }
+            String failure = installer.resolve(vcpuIndex, fault);
+            if (failure == null) last[vcpuIndex] = copies.hadData(page) ? INSTALLED_COPY : INSTALLED_ZERO;
+            return failure;
+        }
+        if (privateBits != null && inMain(page)) {
+            // Kind and attribute agree and nothing is missing: another vCPU converted it meanwhile.
+            last[vcpuIndex] = ALREADY;
+            return null;
+        }
+        return "no resolver applies (the page is not missing, poisoned or of the wrong private/shared kind)";
+    }
+
+    @Override
+    public String lastResolution(int vcpuIndex) { return last[vcpuIndex]; }
+
+    @Override
+    public String hypercall(int vcpuIndex, VcpuExit.Hypercall call) {
+        if (call.nr() != VcpuExit.Hypercall.KVM_HC_MAP_GPA_RANGE || privateBits == null) return null;
+        long gpa = call.arg(0), npages = call.arg(1), attrs = call.arg(2);
+        if (gpa < MAIN || npages <= 0 || npages > (ramSize - gpa) >>> 12) {
+            call.complete(-PrivateMemory.KVM_EINVAL);
+            return "refused: range outside the private-capable memory";
+        }
+        boolean toPrivate = (attrs & PrivateMemory.MAP_GPA_RANGE_ENCRYPTED) != 0;
+        convert(gpa, npages, toPrivate);
+        call.complete(0);
+        return toPrivate ? "converted to private (explicit, MAP_GPA_RANGE)" : "converted to shared (explicit, MAP_GPA_RANGE)";
+    }
+
+    private void convert(long gpa, long npages, boolean toPrivate) {
+        vm.setMemoryAttributes(gpa, npages << 12, toPrivate ? Caps.MEMORY_ATTRIBUTE_PRIVATE : 0);
+        for (long i = 0; i < npages; i++) {
+            long g = gpa + (i << 12);
+            if (setPrivateBit(g, toPrivate) && toPrivate) ram.asSlice(g, 4096).fill((byte) 0);   // discard the shared side
+        }
+    }
+
+    private boolean inMain(long gpa) { return gpa >= MAIN && gpa < ramSize; }
+
+    private boolean isPrivate(long gpa) {
+        long p = (gpa - MAIN) >>> 12;
+        return (privateBits.get((int) (p >>> 6)) & (1L << (p & 63))) != 0;
+    }
+
+    /** Returns whether the bit changed. */
+    private boolean setPrivateBit(long gpa, boolean priv) {
+        long p = (gpa - MAIN) >>> 12;
+        int w = (int) (p >>> 6);
+        long bit = 1L << (p & 63);
+        while (true) {
+            long cur = privateBits.get(w);
+            long next = priv ? cur | bit : cur & ~bit;
+            if (cur == next) return false;
+            if (privateBits.compareAndSet(w, cur, next)) return true;
+        }
+    }
+}

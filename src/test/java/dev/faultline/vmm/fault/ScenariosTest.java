@@ -1,0 +1,47 @@
+package dev.faultline.vmm.fault;
+
+import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.faultline.kvm.KvmHypervisor;
+import dev.faultline.ref.RefHypervisor;
+import dev.faultline.sys.ErrnoException;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** Every scenario holds on ref; on kvm nothing fails and whatever cannot run says so with a reason. */
+class ScenariosTest {
+    static Stream<String> names() { return Scenarios.ALL.stream().map(Scenarios.Scenario::name); }
+
+    @ParameterizedTest
+    @MethodSource("names")
+    void shouldHoldEveryCheckOnRef(String name) {
+        try (RefHypervisor hv = new RefHypervisor()) {
+            ScenarioResult r = Scenarios.byName(name).run().apply(hv);
+            assertEquals("held", r.verdict(), () -> String.join("\n", r.lines()));
+            assertTrue(r.checks().size() >= 3, "a scenario checks several things");
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("names")
+    void shouldSayPlainlyWhatKvmCannotDoAndFailNothing(String name) {
+        KvmHypervisor hv;
+        try {
+            hv = KvmHypervisor.open();
+        } catch (ErrnoException | UnsupportedOperationException e) {
+            assumeTrue(false, "skipped: /dev/kvm is not usable here (" + e.getMessage() + ")");
+            return;
+        }
+        try (hv) {
+            ScenarioResult r = Scenarios.byName(name).run().apply(hv);
+            assertFalse(r.failed(), () -> String.join("\n", r.lines()));
+            for (ScenarioResult.Check c : r.checks()) {
+                if (c.status() == ScenarioResult.Status.NOT_SUPPORTED) {
+                    assertTrue(c.detail().startsWith("not supported here: ") && c.detail().length() > 60, c.detail());
+                }
+            }
+        }
+    }
+}
