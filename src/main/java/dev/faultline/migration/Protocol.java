@@ -65,6 +65,12 @@ public final class Protocol {
         };
     }
 
+    /** The type named {@code name} ("RESUMED"), or -1. */
+    public static int typeOf(String name) {
+        for (int t = HELLO; t <= ERROR; t++) if (typeName(t).equals(name)) return t;
+        return -1;
+    }
+
     public static String purposeName(int purpose) {
         return switch (purpose) {
             case PURPOSE_PRECOPY -> "pre-copy";
