@@ -8,12 +8,15 @@ import java.util.Map;
 final class Summary {
     private Summary() {}
 
+    static String mib(Object bytes) {
+        return String.format("%.0f MiB", ((Number) bytes).longValue() / 1048576.0);
+    }
+
     static void print(PrintStream out, Map<String, Object> s) {
         boolean ok = Boolean.TRUE.equals(s.get("verified"));
         out.println(ok ? "migration verified" : "migration NOT verified: " + s.get("problems"));
         out.printf("  guest            %s, %s of RAM, %s vCPU(s), %s of data; %s -> %s (%s)%n", s.get("guest"),
-                Units.formatSize(((Number) s.get("ram_bytes")).longValue()), s.get("vcpus"),
-                Units.formatSize(((Number) s.get("data_filled_bytes")).longValue()), s.get("source_backend"), s.get("destination_backend"), s.get("mode"));
+                mib(s.get("ram_bytes")), s.get("vcpus"), mib(s.get("data_filled_bytes")), s.get("source_backend"), s.get("destination_backend"), s.get("mode"));
         out.printf("  downtime         %.1f ms (source paused until the destination's first vCPU entered the guest)%n", SourceSide.number(s.get("downtime_ms")));
         out.printf("  total time       %.1f ms (migration start to the last page at the destination)", SourceSide.number(s.get("total_ms")));
         if (s.containsKey("loopback_baseline_ms")) {
@@ -24,7 +27,7 @@ final class Summary {
         out.printf("  pages            %s demanded by faults, %s pushed (%s of them zero pages), %s pre-copied, %s at the switch-over, of %s%n",
                 s.get("pages_demanded"), s.get("pages_pushed"), s.get("pages_pushed_as_zero"), s.get("pages_precopied"),
                 s.get("pages_at_switchover"), s.get("pages_total"));
-        out.printf("  on the wire      %s%n", Units.formatSize(((Number) s.get("bytes_on_wire")).longValue()));
+        out.printf("  on the wire      %.1f MiB%n", ((Number) s.get("bytes_on_wire")).longValue() / 1048576.0);
         Object lat = s.get("fault_latency");
         if (lat instanceof List<?> l) {
             for (Object o : l) {

@@ -25,9 +25,10 @@ import java.util.List;
  * DISCARD     u32 n | n x (u64 gpa | u32 pages): pages sent before the switch-over and written since
  * STATE       u32 vCPUs | per vCPU: 18 x u64 (16 GPRs in x86 order, rip, rflags) | sregs (see below)
  * RESUMED     u64 ns from STATE received to the first vCPU entering the guest
- * REQUEST     u64 request id | u64 gpa | u32 count
+ * REQUEST     u64 request id (0: warm-up, answered with zero pages whatever RAM holds) | u64 gpa | u32 count
  * PUSH_DONE   u64 pages pushed
  * TRANSFERRED u64 pages demanded | u64 pages pushed and installed | u8[32] transfer digest
+ * READY       u64 warm-up requests made (the destination's machine is built and its fault path warm)
  * RESULT, VERDICT, ERROR: str (RESULT and VERDICT carry JSON)
  * str         u32 length | UTF-8 bytes
  * sregs       8 segments (cs ds es fs gs ss tr ldt: u64 base | u32 limit | u16 selector | u8 type | u8 dpl

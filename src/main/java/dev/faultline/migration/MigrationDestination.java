@@ -53,6 +53,9 @@ public final class MigrationDestination {
      */
     public record Options(String backend, int timeoutMillis, Duration guestTimeout) {}
 
+    /** Warm-up requests per urgent connection before READY (runs the fault path's code hot on both sides). */
+    static final int WARM_UP_REQUESTS = 2000;
+
     private final Options options;
     private final Consumer<String> progress;
 
@@ -117,6 +120,7 @@ public final class MigrationDestination {
         private BitSet written;
         private LatencySamples samples;
         private volatile long stateReceivedNanos, firstEntryNanos;
+        private Map<String, Object> switchParts = Map.of();
         private long pushedMessages, pushedPages, pushedInstalled, precopyPages, switchoverPages, discardedPages;
 
         Session(Connection main, ServerSocket server) {
@@ -215,13 +219,45 @@ public final class MigrationDestination {
                     }
                 }
                 remote = new RemotePageSource(urgent, ram, this::accepted, samples);
+                remote.warmUp(WARM_UP_REQUESTS);
                 core = new FaultCore(remote, BootProtocol.IMAGE_MIN_GPA, ram - BootProtocol.IMAGE_MIN_GPA, vcpus, Prefetch.NONE, false);
                 pager = new UffdPager(core, new UffdPager.Config(UffdPager.Mode.MISSING, lanes, 0, false, List.of(), UffdPager.Pinning.NONE));
             }
+            warmUpSwitchOver();
+            main.send(Protocol.READY, b -> b.putLong(demandPaging ? (long) WARM_UP_REQUESTS * lanes : 0));
             progress.accept("destination: " + backend + " machine of " + (ram >> 20) + " MiB and " + vcpus + " vCPU(s) ready for "
                     + main.peer() + (demandPaging ? " (post-copy)" : " (" + fallbackWhy + ")"));
             ev.end();
             commit(ev, "handshake", 0, main.bytesReceived());
+        }
+
+        /** Runs the switch-over's native calls once ahead of time (their first call links and compiles). */
+        private void warmUpSwitchOver() {
+            for (dev.faultline.hv.Vcpu c : machine.vcpus()) {
+                c.setSregs(c.getSregs());
+                c.setRegs(c.getRegs());
+            }
+            if (!demandPaging) return;
+            // a throwaway guest demand-paged from zeros: loads and links everything Machine.start() and a
+            // fault touch first, so that the real start after STATE is quick
+            long mem = 8L << 20;
+            dev.faultline.guest.workload.Workload w = dev.faultline.guest.workload.Workloads.build("seq-write",
+                    dev.faultline.guest.workload.WorkloadParams.of(mem, 1));
+            FaultCore zc = new FaultCore(dev.faultline.paging.ZeroSource.INSTANCE, BootProtocol.IMAGE_MIN_GPA, mem - BootProtocol.IMAGE_MIN_GPA, 1,
+                    Prefetch.NONE, false);
+            UffdPager zp = new UffdPager(zc, new UffdPager.Config(UffdPager.Mode.MISSING, 1, 0, false, List.of(), UffdPager.Pinning.NONE));
+            try (Machine m = new Machine(hv, MachineSpec.of(mem, 1, w.image()).withExitLogLimit(0).withMemoryPreparer(zp)
+                    .withTimeout(Duration.ofSeconds(30)))) {
+                Machine.Execution e = m.start();
+                zp.addLanes("warm-up", Protocol.MAX_PAGES_PER_MESSAGE);
+                e.await();
+            }
+            try (dev.faultline.sys.HostMemory scratch = dev.faultline.sys.HostMemory.anonymous(2 * Protocol.PAGE);
+                 Userfaultfd u = Userfaultfd.open()) {
+                u.api(Userfaultfd.FEATURE_THREAD_ID | Userfaultfd.FEATURE_EVENT_REMOVE);
+                u.register(scratch.address(), 2 * Protocol.PAGE, Userfaultfd.REGISTER_MODE_MISSING);
+                u.unregister(scratch.address(), 2 * Protocol.PAGE);
+            }
         }
 
         private void resumed() {
@@ -324,7 +360,9 @@ public final class MigrationDestination {
         private void switchOver(List<VcpuState> states) {
             MigrationEvents.Phase ev = new MigrationEvents.Phase();
             ev.begin();
+            long t0 = System.nanoTime();
             machine.loadState(states);
+            long t1 = System.nanoTime();
             if (demandPaging) {
                 PageStates st = core.states();
                 for (int page = written.nextSetBit((int) (BootProtocol.IMAGE_MIN_GPA / Protocol.PAGE)); page >= 0; page = written.nextSetBit(page + 1)) {
@@ -332,7 +370,12 @@ public final class MigrationDestination {
                     if (st.claim(idx)) st.markPresent(idx, 1);
                 }
             }
+            long t2 = System.nanoTime();
             exec = machine.start();
+            long t3 = System.nanoTime();
+            // from here this thread installs pushed pages: behind faults and vCPUs
+            dev.faultline.sys.Libc.niceCurrentThread(MigrationSource.BACKGROUND_NICE);
+            switchParts = Map.of("load_state_ms", ms(t1 - t0), "mark_precopied_present_ms", ms(t2 - t1), "start_machine_ms", ms(t3 - t2));
             if (demandPaging) pushLanes = pager.addLanes("push", Protocol.MAX_PAGES_PER_MESSAGE);
             ev.end();
             commit(ev, "switch-over", 0, 0);
@@ -424,6 +467,7 @@ public final class MigrationDestination {
             m.put("ram_bytes", hello.ramSize());
             m.put("vcpus", hello.vcpus());
             m.put("state_to_first_entry_ms", ms(firstEntryNanos - stateReceivedNanos));
+            m.put("switch_over_parts", switchParts);
             m.put("state_to_all_pages_ms", ms(transferredNanos - stateReceivedNanos));
             m.put("transfer_digest", java.util.HexFormat.of().formatHex(digest));
             m.put("pages_precopied", precopyPages);

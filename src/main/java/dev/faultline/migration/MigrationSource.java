@@ -34,6 +34,8 @@ import java.util.concurrent.atomic.AtomicReference;
 public final class MigrationSource {
     /** Pages pushed next to a request before the sweep goes on (2 MiB). */
     static final int BURST_PAGES = 512;
+    /** Nice value of the threads that move background pages, on both sides: urgent work goes first. */
+    static final int BACKGROUND_NICE = 10;
 
     /**
      * @param afterMillis   how long the guest runs on the source before the migration starts
@@ -216,6 +218,11 @@ public final class MigrationSource {
                     c.setTimeout(0); // an urgent connection is quiet while the guest does not fault
                     urgent.add(c);
                 }
+                startUrgentServers();
+                // the destination warms its fault path up with requests on every urgent connection, then says READY
+                Frame ready = main.receive("the destination's READY");
+                if (ready.type() == Protocol.ERROR) throw new ProtocolException(main.peer() + " gave up: " + Messages.string(ready, main.peer(), Protocol.ERROR));
+                Messages.u64(ready, main.peer(), Protocol.READY);
             } catch (IOException e) {
                 throw new ProtocolException("cannot reach the destination " + options.host() + ":" + options.port() + ": " + e.getMessage(), e);
             }
@@ -322,11 +329,14 @@ public final class MigrationSource {
             switchedOver = true;
         }
 
-        private void startServing() {
+        private void startUrgentServers() {
             for (int i = 0; i < urgent.size(); i++) {
                 Connection c = urgent.get(i);
                 threads.add(Thread.ofPlatform().daemon().name("migration-urgent-" + i).start(() -> serveRequests(c)));
             }
+        }
+
+        private void startServing() {
             threads.add(Thread.ofPlatform().daemon().name("migration-push").start(this::push));
         }
 
@@ -340,6 +350,11 @@ public final class MigrationSource {
                         return;
                     }
                     Messages.Request r = Messages.request(f, c.peer(), ramSize);
+                    if (r.id() == 0) { // warm-up: a zero page, RAM is not read
+                        c.send(Protocol.PAGES, b -> Messages.pagesHeader(b, new Messages.PagesHeader(r.gpa(), r.count(), Protocol.PURPOSE_REPLY, 0,
+                                r.count() == 64 ? -1L : (1L << r.count()) - 1)));
+                        continue;
+                    }
                     if (!switchedOver) throw new ProtocolException(c.peer() + ": request " + r.id() + " before the switch-over");
                     long page = r.gpa() / Protocol.PAGE;
                     c.send(Protocol.PAGES, b -> Pages.encode(b, ram, r.gpa(), r.count(), Protocol.PURPOSE_REPLY, r.id()));
@@ -366,6 +381,8 @@ public final class MigrationSource {
         }
 
         private void push() {
+            // the push yields the CPU to the urgent servers (and anything else) whenever they want it
+            dev.faultline.sys.Libc.niceCurrentThread(BACKGROUND_NICE);
             try {
                 long cursor = firstMainPage, burst = -1;
                 int burstLeft = 0;

@@ -39,7 +39,7 @@ public final class Protocol {
 
     /** Message types. */
     public static final int HELLO = 1, HELLO_ACK = 2, PAGES = 3, DISCARD = 4, STATE = 5, RESUMED = 6, REQUEST = 7,
-            PUSH_DONE = 8, TRANSFERRED = 9, RESULT = 10, VERDICT = 11, ERROR = 12;
+            PUSH_DONE = 8, TRANSFERRED = 9, RESULT = 10, VERDICT = 11, ERROR = 12, READY = 13;
 
     /** Connection roles, in HELLO. */
     public static final int ROLE_MAIN = 0, ROLE_URGENT = 1;
@@ -61,13 +61,14 @@ public final class Protocol {
             case RESULT -> "RESULT";
             case VERDICT -> "VERDICT";
             case ERROR -> "ERROR";
+            case READY -> "READY";
             default -> "type " + type;
         };
     }
 
     /** The type named {@code name} ("RESUMED"), or -1. */
     public static int typeOf(String name) {
-        for (int t = HELLO; t <= ERROR; t++) if (typeName(t).equals(name)) return t;
+        for (int t = HELLO; t <= READY; t++) if (typeName(t).equals(name)) return t;
         return -1;
     }
 

@@ -53,6 +53,18 @@ public final class RemotePageSource implements PageSource {
         return l;
     }
 
+    /**
+     * Exercises every urgent connection {@code rounds} times with warm-up requests (id 0: the source
+     * answers with a zero page without reading RAM, valid before the switch-over), so that the first
+     * real faults do not run cold code on either side.
+     */
+    public void warmUp(int rounds) {
+        MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(PAGE);
+        for (int lane = 0; lane < urgent.size(); lane++) {
+            for (int i = 0; i < rounds; i++) exchange(lane, urgent.get(lane), 0, 0, 1, scratch, 0, false);
+        }
+    }
+
     @Override
     public void fill(long gpa, MemorySegment dst, long dstOffset, long len) {
         int lane = lane();
@@ -60,6 +72,12 @@ public final class RemotePageSource implements PageSource {
         int count = (int) (len / PAGE);
         long t0 = System.nanoTime();
         long id = nextId.incrementAndGet();
+        exchange(lane, c, id, gpa, count, dst, dstOffset, true);
+        long nanos = System.nanoTime() - t0;
+        samples.record(t0, nanos, lane);
+    }
+
+    private void exchange(int lane, Connection c, long id, long gpa, int count, MemorySegment dst, long dstOffset, boolean real) {
         MigrationEvents.RemoteFetch ev = new MigrationEvents.RemoteFetch();
         ev.begin();
         try {
@@ -82,10 +100,10 @@ public final class RemotePageSource implements PageSource {
                     long d = dstOffset + (long) i * PAGE;
                     if (h.isZero(i)) {
                         dst.asSlice(d, PAGE).fill((byte) 0);
-                        log.accepted(gpa + (long) i * PAGE, null, 0, true);
+                        if (real) log.accepted(gpa + (long) i * PAGE, null, 0, true);
                     } else {
                         MemorySegment.copy(p.array(), off, dst, ValueLayout.JAVA_BYTE, d, Protocol.PAGE);
-                        log.accepted(gpa + (long) i * PAGE, p.array(), off, false);
+                        if (real) log.accepted(gpa + (long) i * PAGE, p.array(), off, false);
                         off += Protocol.PAGE;
                     }
                 }
@@ -93,9 +111,7 @@ public final class RemotePageSource implements PageSource {
         } catch (ProtocolException e) {
             throw new PageSourceException(e.getMessage(), e);
         }
-        long nanos = System.nanoTime() - t0;
-        samples.record(t0, nanos, lane);
-        if (ev.shouldCommit()) {
+        if (real && ev.shouldCommit()) {
             ev.gpa = gpa;
             ev.pages = count;
             ev.requestId = id;
