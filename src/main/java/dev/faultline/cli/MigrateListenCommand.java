@@ -45,7 +45,7 @@ final class MigrateListenCommand implements Callable<Integer> {
             System.err.println("faultline migrate listen: " + MigrationDestination.demandPagingUnavailable("ref"));
         }
         MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout)),
-                line -> { if (!json) System.out.println(line); });
+                line -> { if (!json) { System.out.println(line); System.out.flush(); } });
         try (ServerSocket server = MigrationDestination.listen(bind, port)) {
             System.err.println("faultline migrate listen: listening on " + bind + ":" + server.getLocalPort());
             System.err.flush();

@@ -42,12 +42,13 @@ public final class LatencySamples {
 
     public synchronized int size() { return count; }
 
-    /** {"t_ms": [...], "latency_us": [...], "connection": [...]} for the report and the chart. */
-    public synchronized Map<String, Object> toMap() {
+    /** {"t_ms": [...] (ms since {@code zeroNanos}), "latency_us": [...], "connection": [...]} for the report and the chart. */
+    public synchronized Map<String, Object> toMap(long zeroNanos) {
+        long shift = zeroNanos - origin;
         List<Double> t = new ArrayList<>(count), l = new ArrayList<>(count);
         List<Integer> c = new ArrayList<>(count);
         for (int i = 0; i < count; i++) {
-            t.add(Math.round(atNanos[i] / 1e3) / 1e3);
+            t.add(Math.round((atNanos[i] - shift) / 1e3) / 1e3);
             l.add(Math.round(latencyNanos[i] / 10.0) / 100.0);
             c.add(lane[i]);
         }

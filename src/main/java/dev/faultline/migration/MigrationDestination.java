@@ -496,7 +496,7 @@ public final class MigrationDestination {
                 m.put("fault_latency", lat);
                 m.put("fault_latency_all", PagingStats.percentiles(all));
                 m.put("fault_histogram", histogram(all));
-                m.put("fault_samples", samples.toMap());
+                m.put("fault_samples", samples.toMap(stateReceivedNanos));
                 m.put("paging", ps.toMap());
             }
             m.put("guest_clean", r.clean());
