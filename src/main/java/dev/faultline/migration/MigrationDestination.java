@@ -440,6 +440,11 @@ public final class MigrationDestination {
                     }
                 }
             }
+            // RESUMED (sent by the first vCPU thread) goes before TRANSFERRED, as the source expects
+            while (firstEntryNanos == 0) {
+                if (System.nanoTime() > deadline) throw new ProtocolException("no vCPU of the destination guest started within " + options.timeoutMillis() + " ms");
+                Thread.onSpinWait();
+            }
             long transferredNanos = System.nanoTime();
             byte[] digest = Pages.digest(pageCrcs);
             long demanded = demandPaging ? new PagingStats(core).faults() : 0;
