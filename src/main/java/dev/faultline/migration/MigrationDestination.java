@@ -78,7 +78,8 @@ public final class MigrationDestination {
             return "the ref backend cannot demand-page yet (its exit-on-missing memslot flag and PresentHook are on the 'faults'"
                     + " branch, not merged): every page is copied before the guest resumes (stop-and-copy)";
         }
-        try (Userfaultfd u = Userfaultfd.open()) {
+        try {
+            Userfaultfd.open().close();
             return null;
         } catch (ErrnoException | UnsupportedOperationException e) {
             return "userfaultfd is not available (" + e.getMessage() + "): every page is copied before the guest resumes (stop-and-copy)";
