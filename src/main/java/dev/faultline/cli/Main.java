@@ -13,7 +13,7 @@ import picocli.CommandLine.Command;
                 "",
                 "Sizes take K/M/G suffixes (64M, 1G); addresses take 0x-hex. Commands that report",
                 "figures accept --json and then print one JSON object on stdout."},
-        subcommands = {DemoCommand.class, CapsCommand.class, RunCommand.class, ScenarioCommand.class, ConformCommand.class, BenchCommand.class, SnapshotCommand.class, RestoreCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {DemoCommand.class, MigrateCommand.class, CapsCommand.class, RunCommand.class, ScenarioCommand.class, ConformCommand.class, BenchCommand.class, SnapshotCommand.class, RestoreCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

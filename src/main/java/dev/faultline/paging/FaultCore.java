@@ -217,7 +217,55 @@ public final class FaultCore {
             states.reset(page, n);
             throw e;
         }
-        boolean zeroSkipped = zero && !inst.zeroNeedsFill();
+        return installClaimed(lane, page, n, zero && !inst.zeroNeedsFill());
+    }
+
+    /**
+     * Installs pages that arrived without a fault asking for them (a migration source pushing RAM in
+     * the background), on {@code lane}'s thread: every page of [gpa, gpa + pages) that is still
+     * MISSING is claimed, copied from {@code data} (null: the pages are zeros) and installed; pages
+     * already FETCHING or PRESENT (a fault got them first) are skipped, so a page is still installed
+     * exactly once. Counted as background pages of the lane. {@code pages} must fit the lane
+     * installer's staging (e.g. {@link dev.faultline.paging.uffd.UffdPager#addLanes}).
+     * @return pages installed by this call; pages an install could not take (EAGAIN, address space
+     *     going away) are MISSING again and will be fetched by a fault
+     */
+    public int offer(Lane lane, long gpa, int pages, MemorySegment data, long dataOffset) {
+        long first = pageOf(gpa);
+        if (first < lane.lo || first + pages > lane.hi) {
+            throw new IllegalArgumentException(String.format("pages [0x%x, +%d) are outside lane %s [0x%x, 0x%x)", gpa, pages,
+                    lane.name, gpaOf(lane.lo), gpaOf(lane.hi)));
+        }
+        Installer inst = lane.installer;
+        int installed = 0;
+        int i = 0;
+        while (i < pages) {
+            long page = first + i;
+            if (!states.claim(page)) {
+                lane.stats.offerSkipped++;
+                i++;
+                continue;
+            }
+            boolean zero = data == null;
+            int room = zero && inst.zeroNeedsFill() ? (int) Math.min(pages - i, zeros.byteSize() >>> PAGE_SHIFT) : pages - i;
+            int n = 1 + states.claimRun(page + 1, room - 1, lane.hi);
+            long g = gpaOf(page), len = (long) n << PAGE_SHIFT;
+            long off = inst.begin(g, len);
+            if (!zero) MemorySegment.copy(data, dataOffset + ((long) i << PAGE_SHIFT), inst.target(), off, len);
+            else if (inst.zeroNeedsFill()) MemorySegment.copy(zeros, 0, inst.target(), off, len);
+            int r = installClaimed(lane, page, n, zero && !inst.zeroNeedsFill());
+            if (r < 0) return installed;
+            installed += r;
+            lane.stats.prefetchPages += r;
+            i += n;
+        }
+        return installed;
+    }
+
+    /** Installs the claimed, filled run [page, page + n); see {@link #installRun}. */
+    private int installClaimed(Lane lane, long page, int n, boolean zeroSkipped) {
+        Installer inst = lane.installer;
+        long gpa = gpaOf(page), len = (long) n << PAGE_SHIFT;
         long done = 0;
         int installed = 0;
         while (done < len) {

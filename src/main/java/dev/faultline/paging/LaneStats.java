@@ -14,7 +14,7 @@ public final class LaneStats {
 
     final Histogram[] latency;
     long faults, faultPages, prefetchPages, installCalls, bytes;
-    long eexist, eagain, waits, presentWakes, removes, removedPages, minorEvents, missingEvents, gone;
+    long eexist, eagain, waits, presentWakes, removes, removedPages, minorEvents, missingEvents, gone, offerSkipped;
 
     LaneStats(int vcpus) {
         latency = new Histogram[vcpus + 1];
@@ -50,6 +50,8 @@ public final class LaneStats {
     public long bytes() { return bytes; }
     public long installCalls() { return installCalls; }
     public long eexist() { return eexist; }
+    /** Pages offered without a fault ({@link FaultCore#offer}) that a fault had claimed first: not installed twice. */
+    public long offerSkipped() { return offerSkipped; }
     public long eagain() { return eagain; }
     public long waits() { return waits; }
     /** Faults on pages already present (queued before their install): woken again, not re-fetched. */

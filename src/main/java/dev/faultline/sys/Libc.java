@@ -69,6 +69,7 @@ public final class Libc {
     private static final MethodHandle eventfd = capturing("eventfd", FunctionDescriptor.of(C_INT, C_INT, C_INT));
     private static final MethodHandle syscall1 = capturingVariadic("syscall", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG), 1);
     private static final MethodHandle gettid = plain("gettid", FunctionDescriptor.of(C_INT));
+    private static final MethodHandle setpriority = capturing("setpriority", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
     private static final MethodHandle sched_setaffinity = capturing("sched_setaffinity", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_PTR));
     private static final MethodHandle getpid = plain("getpid", FunctionDescriptor.of(C_INT));
     private static final MethodHandle tgkill = capturing("tgkill", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
@@ -215,6 +216,18 @@ public final class Libc {
             mask.set(ValueLayout.JAVA_LONG, 8L * (cpu / 64), 1L << (cpu % 64));
             MemorySegment capture = errnoSegment();
             int r = (int) sched_setaffinity.invokeExact(capture, 0, SIGSET_SIZE, mask);
+            return r == 0 ? 0 : errno(capture);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /**
+     * Sets the nice value of the calling thread only (setpriority(PRIO_PROCESS, gettid(), nice): on
+     * Linux a thread id names one thread). Returns 0, or the errno (EACCES to lower it unprivileged).
+     */
+    public static int niceCurrentThread(int nice) {
+        try {
+            MemorySegment capture = errnoSegment();
+            int r = (int) setpriority.invokeExact(capture, 0, gettid(), nice);
             return r == 0 ? 0 : errno(capture);
         } catch (Throwable t) { throw rethrow(t); }
     }

@@ -35,7 +35,9 @@ public final class Machine implements AutoCloseable {
             for (int i = 0; i < spec.vcpus(); i++) {
                 Vcpu c = v.createVcpu(i);
                 vcpus.add(c);
-                if (spec.initialState() == null) {
+                if (spec.awaitsState()) {
+                    continue; // loadState() sets it before the start
+                } else if (spec.initialState() == null) {
                     c.setSregs(BootSetup.sregs(c.getSregs()));
                     c.setRegs(BootSetup.regs(spec.image().entry(), i, spec.vcpus()));
                 } else {
@@ -53,6 +55,24 @@ public final class Machine implements AutoCloseable {
         this.vm = v;
         this.ram = r;
         this.setupNanos = System.nanoTime() - t0;
+    }
+
+    private boolean stateLoaded;
+
+    /**
+     * Sets every vCPU's registers and special registers (one entry per vCPU, in order) before the
+     * start, for a machine built with {@link MachineSpec#awaitingState}.
+     */
+    public void loadState(List<VcpuState> states) {
+        if (started) throw new IllegalStateException("the vCPU state can only be loaded before the machine starts");
+        if (states.size() != vcpus.size()) {
+            throw new IllegalArgumentException("saved state holds " + states.size() + " vCPUs, the machine has " + vcpus.size());
+        }
+        for (int i = 0; i < vcpus.size(); i++) {
+            vcpus.get(i).setSregs(states.get(i).sregs());
+            vcpus.get(i).setRegs(states.get(i).regs());
+        }
+        stateLoaded = true;
     }
 
     public Vm vm() { return vm; }
@@ -86,6 +106,7 @@ public final class Machine implements AutoCloseable {
 
     private Execution start(int pauseVcpu, long pauseExits) {
         if (started) throw new IllegalStateException("this machine was already started");
+        if (spec.awaitsState() && !stateLoaded) throw new IllegalStateException("this machine awaits its vCPU state: call loadState first");
         started = true;
         return new Execution(pauseVcpu, pauseExits);
     }

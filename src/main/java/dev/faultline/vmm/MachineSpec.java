@@ -15,7 +15,9 @@ import java.time.Duration;
  * @param memoryPreparer prepares RAM before the vCPUs start and tears down after they stop (e.g. userfaultfd)
  * @param initialState   null to boot {@code image} (system tables, image, entry registers); otherwise the
  *                       state every vCPU resumes from (a snapshot or a migration), and RAM is left as
- *                       the caller fills it — nothing is written to it
+ *                       the caller fills it — nothing is written to it; an empty list: the state is
+ *                       given later with {@link Machine#loadState} (a migration destination builds its
+ *                       machine before the source pauses, so that only registers are left to set then)
  */
 public record MachineSpec(long ramSize, GuestRam.Backing backing, int vcpus, GuestImage image,
                           int vmType, int mainSlotFlags, int exitLogLimit, Duration timeout,
@@ -25,7 +27,7 @@ public record MachineSpec(long ramSize, GuestRam.Backing backing, int vcpus, Gue
     public MachineSpec {
         if (vcpus < 1) throw new IllegalArgumentException("at least one vCPU is needed, got " + vcpus);
         if (image == null && initialState == null) throw new IllegalArgumentException("a machine needs a guest image or a saved vCPU state");
-        if (initialState != null && initialState.size() != vcpus) {
+        if (initialState != null && !initialState.isEmpty() && initialState.size() != vcpus) {
             throw new IllegalArgumentException("saved state holds " + initialState.size() + " vCPUs, the machine has " + vcpus);
         }
         if (initialState != null) initialState = java.util.List.copyOf(initialState);
@@ -68,6 +70,17 @@ public record MachineSpec(long ramSize, GuestRam.Backing backing, int vcpus, Gue
     public static MachineSpec resuming(long ramSize, java.util.List<VcpuState> state) {
         return new MachineSpec(ramSize, GuestRam.Backing.ANONYMOUS, state.size(), null, Caps.VM_TYPE_DEFAULT, 0, 1000,
                 Duration.ofMinutes(5), null, MemoryFaultHandler.NONE, MemoryPreparer.NONE, state);
+    }
+
+    /** A machine whose vCPU state is loaded later ({@link Machine#loadState}), on RAM its caller fills. */
+    public static MachineSpec awaitingState(long ramSize, int vcpus) {
+        return new MachineSpec(ramSize, GuestRam.Backing.ANONYMOUS, vcpus, null, Caps.VM_TYPE_DEFAULT, 0, 1000,
+                Duration.ofMinutes(5), null, MemoryFaultHandler.NONE, MemoryPreparer.NONE, java.util.List.of());
+    }
+
+    /** True when the vCPU state is to be given with {@link Machine#loadState} before the start. */
+    public boolean awaitsState() {
+        return initialState != null && initialState.isEmpty();
     }
 
     public MachineSpec withMemoryPreparer(MemoryPreparer p) {

@@ -71,6 +71,25 @@ public final class UffdPager implements MemoryPreparer {
         return null;
     }
 
+    /**
+     * Lanes for a thread that installs pages nobody faulted on yet ({@link FaultCore#offer}: pages a
+     * migration source pushes), one per handler part (runs never cross parts), each with its own
+     * caller and a staging buffer of {@code maxRunPages}; zero runs are mapped with UFFDIO_ZEROPAGE.
+     * Only while a run is prepared (after {@code Machine.start()}); the lanes are used by one thread.
+     */
+    public synchronized List<FaultCore.Lane> addLanes(String name, int maxRunPages) {
+        if (running == null || running.closed) throw new IllegalStateException("lanes can be added only while the machine runs");
+        if (config.mode() != Mode.MISSING) throw new IllegalStateException("lanes for offered pages need MISSING mode (UFFDIO_COPY)");
+        List<Long> b = boundaries();
+        List<FaultCore.Lane> lanes = new ArrayList<>();
+        for (int i = 0; i + 1 < b.size(); i++) {
+            Installer inst = new CopyInstaller(running.uffds.get(i), new Userfaultfd.Caller(), maxRunPages, core.zeros(),
+                    running.context.ram().memory().address(), true);
+            lanes.add(core.newLane(name + "-" + i, b.get(i), b.get(i + 1), inst));
+        }
+        return lanes;
+    }
+
     @Override
     public Session prepare(Context context) {
         GuestRam ram = context.ram();

@@ -1,0 +1,68 @@
+package dev.faultline.cli;
+
+import dev.faultline.migration.MigrationDestination;
+import dev.faultline.migration.ProtocolException;
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "listen", mixinStandardHelpOptions = true,
+        description = {"The destination: waits for one source, receives its guest and runs it to the end, demand-paging",
+                "its memory from the source (post-copy) where the backend can (kvm with userfaultfd), else copying it first.",
+                "Prints 'listening on HOST:PORT' on stderr once it accepts connections."})
+final class MigrateListenCommand implements Callable<Integer> {
+    @Option(names = "--port", defaultValue = "7070", description = "TCP port (0: any free port). Default: ${DEFAULT-VALUE}.")
+    int port;
+
+    @Option(names = "--bind", defaultValue = "127.0.0.1", description = "Address to listen on. Default: ${DEFAULT-VALUE}.")
+    String bind;
+
+    @Option(names = "--backend", defaultValue = "auto", description = "kvm, ref or auto. Default: ${DEFAULT-VALUE}.")
+    String backend;
+
+    @Option(names = "--timeout-ms", defaultValue = "10000",
+            description = "How long the source may stay silent when a message is due. Default: ${DEFAULT-VALUE}.")
+    int timeoutMillis;
+
+    @Option(names = "--guest-timeout", paramLabel = "SECONDS", defaultValue = "300",
+            description = "Stop the migrated guest after this many seconds. Default: ${DEFAULT-VALUE}.")
+    long guestTimeout;
+
+    @Option(names = "--json", description = "Print this side's report as one JSON object on stdout.")
+    boolean json;
+
+    @Override
+    public Integer call() throws IOException {
+        if (!backend.equals("auto") && !backend.equals("kvm") && !backend.equals("ref")) {
+            throw new UserError("--backend must be kvm, ref or auto, got '" + backend + "'");
+        }
+        if (backend.equals("kvm")) dev.faultline.vmm.Backends.open("kvm").close(); // one clear line where /dev/kvm is missing
+        if (backend.equals("ref") || (backend.equals("auto") && dev.faultline.vmm.Backends.best().name().equals("ref"))) {
+            System.err.println("faultline migrate listen: " + MigrationDestination.demandPagingUnavailable("ref"));
+        }
+        MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout)),
+                line -> { if (!json) { System.out.println(line); System.out.flush(); } });
+        try (ServerSocket server = MigrationDestination.listen(bind, port)) {
+            System.err.println("faultline migrate listen: listening on " + bind + ":" + server.getLocalPort());
+            System.err.flush();
+            Map<String, Object> report;
+            try {
+                report = d.serve(server);
+            } catch (ProtocolException e) {
+                System.err.println("faultline migrate listen: migration failed: " + e.getMessage());
+                return 1;
+            }
+            if (json) {
+                Json.print(System.out, report);
+            } else {
+                System.out.printf("destination: guest %s, RAM sha256 %s; source's verdict: %s%n",
+                        Boolean.TRUE.equals(report.get("guest_clean")) ? "finished" : "did NOT finish cleanly", report.get("ram_sha256"), report.get("verdict"));
+            }
+            return Boolean.TRUE.equals(report.get("guest_clean")) && "verified".equals(report.get("verdict")) ? 0 : 1;
+        }
+    }
+}

@@ -1,0 +1,504 @@
+package dev.faultline.migration;
+
+import dev.faultline.guest.BootProtocol;
+import dev.faultline.vmm.Machine;
+import dev.faultline.vmm.RunReport;
+import dev.faultline.vmm.VcpuState;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.security.SecureRandom;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * The sending side of a migration: connects to a destination before the guest starts (so the
+ * destination builds its machine meanwhile), runs the guest, optionally pre-copies with dirty
+ * logging, then pauses it, sends the low 1 MiB and the vCPU state, and from then on serves the
+ * destination's page requests on the urgent connections while pushing every other page on the main
+ * connection, starting near the latest requests and sweeping the rest.
+ *
+ * <p>The guest's RAM is frozen from the pause on (the source guest never runs again unless
+ * {@link Options#reference} asks it to continue as the reference run, after every page is across),
+ * so every request is idempotent: the same request always gets the same bytes.
+ */
+public final class MigrationSource {
+    /** Pages pushed next to a request before the sweep goes on (2 MiB). */
+    static final int BURST_PAGES = 512;
+    /** Nice value of the threads that move background pages, on both sides: urgent work goes first. */
+    static final int BACKGROUND_NICE = 10;
+
+    /**
+     * @param afterMillis   how long the guest runs on the source before the migration starts
+     * @param precopyRounds dirty-logged pre-copy rounds before the switch-over (0: post-copy only)
+     * @param timeoutMillis how long the destination may stay silent when an answer is due
+     * @param reference     after the transfer, let the source's paused guest finish too (a run without a
+     *                      migration in it) and compare its final RAM SHA-256 with the destination's
+     * @param guestTimeout  how long the guest may run, on either side
+     */
+    public record Options(String host, int port, long afterMillis, int precopyRounds, int timeoutMillis, boolean reference,
+                          Duration guestTimeout) {}
+
+    /** What the migration is doing, for progress displays. Called from several threads. */
+    public interface Listener {
+        default void phase(String text) {}
+        default void transfer(long pagesSent, long pagesTotal, long pagesRequested) {}
+    }
+
+    /**
+     * @param figures     this side's figures (times, pages, bytes) merged with the destination's
+     * @param sourceRun   the source machine's run: to the end with {@code reference}, else stopped after the switch-over
+     * @param destination the destination's RESULT report
+     * @param problems    empty when everything was verified
+     */
+    public record Result(Map<String, Object> figures, RunReport sourceRun, Map<String, Object> destination, List<String> problems) {
+        public boolean ok() { return problems.isEmpty(); }
+    }
+
+    private final Options options;
+    private final Listener listener;
+
+    public MigrationSource(Options options, Listener listener) {
+        this.options = options;
+        this.listener = listener;
+    }
+
+    /** Migrates {@code machine} (built, not started; its main slot dirty-logged when pre-copy rounds are asked for). */
+    public Result migrate(Machine machine) {
+        Run r = new Run(machine);
+        try {
+            return r.run();
+        } finally {
+            r.close();
+        }
+    }
+
+    private final class Run implements AutoCloseable {
+        private final Machine machine;
+        private final MemorySegment ram;
+        private final long ramSize, totalPages, firstMainPage;
+        private final SentPages sent;
+        private final long session = new SecureRandom().nextLong();
+        private Connection main;
+        private final List<Connection> urgent = new ArrayList<>();
+        private final List<Thread> threads = new ArrayList<>();
+        private Messages.HelloAck ack;
+        private Machine.Execution exec;
+        private final AtomicLong hint = new AtomicLong(-1), requests = new AtomicLong(), requestedPages = new AtomicLong();
+        private final AtomicLong pushedPages = new AtomicLong(), pushedZero = new AtomicLong();
+        private final AtomicReference<String> failure = new AtomicReference<>();
+        private volatile boolean switchedOver, finished;
+        private final Map<String, Object> fig = new LinkedHashMap<>();
+        private long precopyPages, discardPages, switchoverPages;
+        private final org.HdrHistogram.Histogram serviceNanos = new org.HdrHistogram.Histogram(dev.faultline.paging.LaneStats.MAX_NANOS, 3);
+
+        Run(Machine machine) {
+            this.machine = machine;
+            this.ram = machine.ram().segment();
+            this.ramSize = ram.byteSize();
+            this.totalPages = ramSize / Protocol.PAGE;
+            this.firstMainPage = BootProtocol.IMAGE_MIN_GPA / Protocol.PAGE;
+            this.sent = new SentPages(totalPages);
+        }
+
+        Result run() {
+            long tConnect = System.nanoTime();
+            connect();
+            fig.put("handshake_ms", ms(System.nanoTime() - tConnect));
+            fig.put("destination_backend", ack.backend());
+            fig.put("mode", ack.demandPaging() ? (options.precopyRounds() > 0 ? "pre-copy then post-copy" : "post-copy") : "stop-and-copy");
+            fig.put("mode_detail", ack.detail());
+            exec = machine.start();
+            listener.phase("guest running on the source");
+            sleep(options.afterMillis());
+            long t0 = System.nanoTime();
+            MigrationEvents.Phase pre = phaseStart();
+            precopy();
+            phaseEnd(pre, "pre-copy", precopyPages);
+            long tPause = System.nanoTime();
+            MigrationEvents.Phase sw = phaseStart();
+            List<VcpuState> states = exec.pause(Duration.ofSeconds(10));
+            long paused = System.nanoTime();
+            switchOver(states);
+            long stateSent = System.nanoTime();
+            phaseEnd(sw, "switch-over", switchoverPages);
+            startServing();
+            listener.phase(ack.demandPaging() ? "post-copy: the guest runs on the destination, memory follows" : "stop-and-copy done");
+            MigrationEvents.Phase post = phaseStart();
+            Frame f = receiveMain("RESUMED", options.timeoutMillis());
+            long destStartNanos = Messages.u64(f, main.peer(), Protocol.RESUMED);
+            long tResumed = System.nanoTime();
+            fig.put("downtime_ms", ms(tResumed - tPause));
+            fig.put("downtime_parts_ms", Map.of("pause_vcpus", ms(paused - tPause), "send_state_and_low_memory", ms(stateSent - paused),
+                    "destination_state_to_first_entry", ms(destStartNanos)));
+            f = receiveMain("TRANSFERRED", (int) Math.min(Integer.MAX_VALUE, options.guestTimeout().toMillis()));
+            Messages.Transferred tr = Messages.transferred(f, main.peer());
+            long tDone = System.nanoTime();
+            phaseEnd(post, "post-copy", pushedPages.get());
+            finished = true;
+            fig.put("total_ms", ms(tDone - t0));
+            listener.transfer(totalPages, totalPages, requestedPages.get());
+            List<String> problems = new ArrayList<>();
+            if (failure.get() != null) problems.add(failure.get());
+            // the transfer digest over the frozen RAM
+            MigrationEvents.Phase verify = phaseStart();
+            byte[] mine = Pages.digest(Pages.crcs(ram));
+            boolean transferOk = java.util.Arrays.equals(mine, tr.digest());
+            fig.put("transfer_digest", HexFormat.of().formatHex(mine));
+            fig.put("transfer_verified", transferOk);
+            if (!transferOk) {
+                problems.add("transfer digest differs: source " + HexFormat.of().formatHex(mine) + ", destination " + HexFormat.of().formatHex(tr.digest())
+                        + " (a page the destination accepted is not the page the source had at the switch-over)");
+            }
+            RunReport sourceRun;
+            if (options.reference()) {
+                listener.phase("every page is across; the source finishes its own copy of the guest as the reference");
+                exec.resume();
+            } else {
+                exec.stop("migrated to " + main.peer().substring(5));
+            }
+            sourceRun = exec.await();
+            listener.phase("waiting for the destination's guest to finish");
+            f = receiveMain("RESULT", (int) Math.min(Integer.MAX_VALUE, options.guestTimeout().toMillis()));
+            Map<String, Object> dest = JsonText.read(Messages.string(f, main.peer(), Protocol.RESULT), main.peer() + ": RESULT");
+            phaseEnd(verify, "verification", 0);
+            if (!Boolean.TRUE.equals(dest.get("guest_clean"))) problems.add("the guest did not finish cleanly on the destination: " + dest.get("vcpu_results"));
+            if (options.reference()) {
+                fig.put("reference_ram_sha256", sourceRun.ramSha256());
+                if (!sourceRun.clean()) problems.add("the reference run on the source did not finish cleanly: " + sourceRun.vcpus());
+                if (!sourceRun.ramSha256().equals(dest.get("ram_sha256"))) {
+                    problems.add("final RAM SHA-256 differs: destination " + dest.get("ram_sha256") + ", reference " + sourceRun.ramSha256());
+                }
+            }
+            fig.put("ram_sha256", dest.get("ram_sha256"));
+            fig.put("final_ram_verified", options.reference() && problems.isEmpty());
+            fig.put("pages_total", totalPages);
+            fig.put("pages_precopied", precopyPages);
+            fig.put("pages_discarded_as_dirty", discardPages);
+            fig.put("pages_at_switchover", switchoverPages);
+            fig.put("pages_demanded", requestedPages.get());
+            fig.put("requests", requests.get());
+            fig.put("pages_pushed", pushedPages.get());
+            fig.put("pages_pushed_as_zero", pushedZero.get());
+            long wire = main.bytesSent() + main.bytesReceived();
+            for (Connection c : urgent) wire += c.bytesSent() + c.bytesReceived();
+            fig.put("bytes_on_wire", wire);
+            fig.put("request_service_us", dev.faultline.paging.PagingStats.percentiles(serviceNanos));
+            String verdict = problems.isEmpty() ? "verified" : String.join("; ", problems);
+            try {
+                main.send(Protocol.VERDICT, Messages.string(verdict));
+            } catch (ProtocolException e) {
+                problems.add("the verdict could not be sent: " + e.getMessage());
+            }
+            return new Result(fig, sourceRun, dest, problems);
+        }
+
+        private void connect() {
+            try {
+                main = open();
+                main.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(session, Protocol.ROLE_MAIN, 0, Protocol.PAGE, ramSize,
+                        machine.vcpus().size(), BootProtocol.IMAGE_MIN_GPA, options.precopyRounds(), machine.vm().hypervisor().name())));
+                Frame f = main.receive("HELLO_ACK");
+                if (f.type() == Protocol.ERROR) throw new ProtocolException(main.peer() + " refused the migration: " + Messages.string(f, main.peer(), Protocol.ERROR));
+                ack = Messages.helloAck(f, main.peer());
+                if (ack.session() != session) throw new ProtocolException(main.peer() + ": HELLO_ACK names session " + Long.toHexString(ack.session()) + ", not ours");
+                for (int i = 0; i < ack.urgentConnections(); i++) {
+                    Connection c = open();
+                    int lane = i;
+                    c.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(session, Protocol.ROLE_URGENT, lane, Protocol.PAGE, 0, 0, 0, 0, "")));
+                    c.setTimeout(0); // an urgent connection is quiet while the guest does not fault
+                    urgent.add(c);
+                }
+                startUrgentServers();
+                // the destination warms its fault path up with requests on every urgent connection, then says READY
+                Frame ready = main.receive("the destination's READY");
+                if (ready.type() == Protocol.ERROR) throw new ProtocolException(main.peer() + " gave up: " + Messages.string(ready, main.peer(), Protocol.ERROR));
+                Messages.u64(ready, main.peer(), Protocol.READY);
+            } catch (IOException e) {
+                throw new ProtocolException("cannot reach the destination " + options.host() + ":" + options.port() + ": " + e.getMessage(), e);
+            }
+        }
+
+        private Connection open() throws IOException {
+            Socket s = new Socket();
+            s.connect(new InetSocketAddress(options.host(), options.port()), options.timeoutMillis());
+            return new Connection(s, options.timeoutMillis());
+        }
+
+        private void precopy() {
+            int rounds = options.precopyRounds();
+            if (rounds <= 0) return;
+            long mainPages = totalPages - firstMainPage;
+            MemorySegment bitmap = Arena.ofAuto().allocate(((mainPages + 63) / 64) * 8, 8);
+            for (int round = 1; round <= rounds; round++) {
+                machine.vm().getDirtyLog(BootProtocol.SLOT_MAIN, bitmap);
+                long before = precopyPages;
+                if (round == 1) {
+                    for (long p = firstMainPage; p < totalPages; p += Protocol.MAX_PAGES_PER_MESSAGE) {
+                        int n = (int) Math.min(Protocol.MAX_PAGES_PER_MESSAGE, totalPages - p);
+                        sendNonZero(p, n);
+                    }
+                } else {
+                    for (long i = 0; i < mainPages; i++) {
+                        if ((bitmap.get(ValueLayout.JAVA_LONG, (i >>> 6) * 8) & (1L << (i & 63))) == 0) continue;
+                        long page = firstMainPage + i;
+                        if (!sent.isSent(page) && Pages.isZero(ram, page * Protocol.PAGE)) continue;
+                        sendPages(page, 1, Protocol.PURPOSE_PRECOPY, 0);
+                        sent.trySet(page);
+                        precopyPages++;
+                    }
+                }
+                listener.phase("pre-copy round " + round + " of " + rounds + ": " + (precopyPages - before) + " pages");
+            }
+        }
+
+        /** Round one: every non-zero page, in runs. */
+        private void sendNonZero(long first, int n) {
+            int i = 0;
+            while (i < n) {
+                while (i < n && Pages.isZero(ram, (first + i) * Protocol.PAGE)) i++;
+                int j = i;
+                while (j < n && !Pages.isZero(ram, (first + j) * Protocol.PAGE)) j++;
+                if (j > i) {
+                    sendPages(first + i, j - i, Protocol.PURPOSE_PRECOPY, 0);
+                    for (int k = i; k < j; k++) sent.trySet(first + k);
+                    precopyPages += j - i;
+                }
+                i = j;
+            }
+        }
+
+        private int sendPages(long page, int n, int purpose, long requestId) {
+            int[] data = new int[1];
+            main.send(Protocol.PAGES, b -> data[0] = Pages.encode(b, ram, page * Protocol.PAGE, n, purpose, requestId));
+            return data[0];
+        }
+
+        private void switchOver(List<VcpuState> states) {
+            List<Messages.Range> discards = new ArrayList<>();
+            if (options.precopyRounds() > 0) {
+                long mainPages = totalPages - firstMainPage;
+                MemorySegment bitmap = Arena.ofAuto().allocate(((mainPages + 63) / 64) * 8, 8);
+                machine.vm().getDirtyLog(BootProtocol.SLOT_MAIN, bitmap);
+                for (long i = 0; i < mainPages; i++) {
+                    if ((bitmap.get(ValueLayout.JAVA_LONG, (i >>> 6) * 8) & (1L << (i & 63))) == 0) continue;
+                    long page = firstMainPage + i;
+                    if (!sent.isSent(page)) continue;
+                    sent.clear(page);
+                    discardPages++;
+                    Messages.Range last = discards.isEmpty() ? null : discards.get(discards.size() - 1);
+                    if (last != null && last.gpa() + (long) last.pages() * Protocol.PAGE == page * Protocol.PAGE) {
+                        discards.set(discards.size() - 1, new Messages.Range(last.gpa(), last.pages() + 1));
+                    } else {
+                        discards.add(new Messages.Range(page * Protocol.PAGE, 1));
+                    }
+                }
+            }
+            // the low 1 MiB (boot tables, stacks) is never demand-paged: it goes now
+            for (long p = 0; p < firstMainPage; p += Protocol.MAX_PAGES_PER_MESSAGE) {
+                sendPages(p, (int) Math.min(Protocol.MAX_PAGES_PER_MESSAGE, firstMainPage - p), Protocol.PURPOSE_SWITCHOVER, 0);
+                for (long k = p; k < Math.min(firstMainPage, p + Protocol.MAX_PAGES_PER_MESSAGE); k++) sent.trySet(k);
+            }
+            switchoverPages += firstMainPage;
+            if (!ack.demandPaging()) {
+                // stop-and-copy: everything the destination lacks, before it resumes
+                long p = firstMainPage;
+                while ((p = sent.nextUnsent(p, totalPages)) >= 0) {
+                    int n = 0;
+                    while (n < Protocol.MAX_PAGES_PER_MESSAGE && p + n < totalPages && sent.trySet(p + n)) n++;
+                    sendPages(p, n, Protocol.PURPOSE_SWITCHOVER, 0);
+                    switchoverPages += n;
+                    p += n;
+                }
+            } else {
+                for (int i = 0; i < discards.size(); i += 1000) {
+                    int from = i, n = Math.min(1000, discards.size() - i);
+                    main.send(Protocol.DISCARD, b -> Messages.discard(b, discards, from, n));
+                }
+            }
+            main.send(Protocol.STATE, b -> Messages.state(b, states));
+            switchedOver = true;
+        }
+
+        private void startUrgentServers() {
+            for (int i = 0; i < urgent.size(); i++) {
+                Connection c = urgent.get(i);
+                threads.add(Thread.ofPlatform().daemon().name("migration-urgent-" + i).start(() -> serveRequests(c)));
+            }
+        }
+
+        private void startServing() {
+            threads.add(Thread.ofPlatform().daemon().name("migration-push").start(this::push));
+        }
+
+        private void serveRequests(Connection c) {
+            try {
+                while (true) {
+                    Frame f = c.receive("a page request");
+                    long t0 = System.nanoTime();
+                    if (f.type() == Protocol.ERROR) {
+                        failure.compareAndSet(null, c.peer() + " gave up: " + Messages.string(f, c.peer(), Protocol.ERROR));
+                        return;
+                    }
+                    Messages.Request r = Messages.request(f, c.peer(), ramSize);
+                    if (r.id() == 0) { // warm-up: a zero page, RAM is not read
+                        c.send(Protocol.PAGES, b -> Messages.pagesHeader(b, new Messages.PagesHeader(r.gpa(), r.count(), Protocol.PURPOSE_REPLY, 0,
+                                r.count() == 64 ? -1L : (1L << r.count()) - 1)));
+                        continue;
+                    }
+                    if (!switchedOver) throw new ProtocolException(c.peer() + ": request " + r.id() + " before the switch-over");
+                    long page = r.gpa() / Protocol.PAGE;
+                    c.send(Protocol.PAGES, b -> Pages.encode(b, ram, r.gpa(), r.count(), Protocol.PURPOSE_REPLY, r.id()));
+                    for (int k = 0; k < r.count(); k++) sent.trySet(page + k);
+                    hint.set(page + r.count());
+                    requests.incrementAndGet();
+                    requestedPages.addAndGet(r.count());
+                    long nanos = System.nanoTime() - t0;
+                    synchronized (serviceNanos) {
+                        serviceNanos.recordValue(Math.min(nanos, dev.faultline.paging.LaneStats.MAX_NANOS));
+                    }
+                    MigrationEvents.Served ev = new MigrationEvents.Served();
+                    if (ev.shouldCommit()) {
+                        ev.gpa = r.gpa();
+                        ev.pages = r.count();
+                        ev.requestId = r.id();
+                        ev.nanos = nanos;
+                        ev.commit();
+                    }
+                }
+            } catch (ProtocolException e) {
+                if (!finished) failure.compareAndSet(null, e.getMessage());
+            }
+        }
+
+        private void push() {
+            // the push yields the CPU to the urgent servers (and anything else) whenever they want it
+            dev.faultline.sys.Libc.niceCurrentThread(BACKGROUND_NICE);
+            try {
+                long cursor = firstMainPage, burst = -1;
+                int burstLeft = 0;
+                long lastReport = 0;
+                while (ack.demandPaging()) {
+                    long h = hint.getAndSet(-1);
+                    if (h >= firstMainPage && h < totalPages) {
+                        burst = h;
+                        burstLeft = BURST_PAGES;
+                    }
+                    long start;
+                    boolean bursting = burstLeft > 0;
+                    if (bursting) {
+                        start = sent.nextUnsent(burst, Math.min(totalPages, burst + burstLeft));
+                        if (start < 0) {
+                            burstLeft = 0;
+                            continue;
+                        }
+                        burstLeft -= (int) (start - burst);
+                    } else {
+                        start = sent.nextUnsent(cursor, totalPages);
+                        if (start < 0) break;
+                    }
+                    int n = 0;
+                    while (n < Protocol.MAX_PAGES_PER_MESSAGE && start + n < totalPages && sent.trySet(start + n)) n++;
+                    if (n == 0) continue;
+                    int data = sendPages(start, n, Protocol.PURPOSE_PUSH, 0);
+                    pushedPages.addAndGet(n);
+                    pushedZero.addAndGet(n - data);
+                    if (bursting) {
+                        burst = start + n;
+                        burstLeft = Math.max(0, burstLeft - n);
+                    } else {
+                        cursor = start + n;
+                    }
+                    long now = System.nanoTime();
+                    if (now - lastReport > 50_000_000L) {
+                        lastReport = now;
+                        listener.transfer(sent.countSent(), totalPages, requestedPages.get());
+                    }
+                }
+                long total = pushedPages.get();
+                main.send(Protocol.PUSH_DONE, b -> b.putLong(total));
+            } catch (ProtocolException e) {
+                failure.compareAndSet(null, e.getMessage());
+            }
+        }
+
+        private Frame receiveMain(String what, int timeoutMillis) {
+            try {
+                main.setTimeout(timeoutMillis);
+            } catch (IOException e) {
+                throw new ProtocolException(main.peer() + ": cannot set a timeout: " + e.getMessage(), e);
+            }
+            Frame f;
+            try {
+                f = main.receive(what);
+            } catch (ProtocolException e) {
+                String extra = failure.get() == null ? "" : " (" + failure.get() + ")";
+                throw new ProtocolException(e.getMessage() + extra + "; the source guest stays paused", e);
+            }
+            if (f.type() == Protocol.ERROR) {
+                throw new ProtocolException(main.peer() + " gave up: " + Messages.string(f, main.peer(), Protocol.ERROR) + "; the source guest stays paused");
+            }
+            if (f.type() != Protocol.typeOf(what)) {
+                throw new ProtocolException(main.peer() + ": expected " + what + ", got message " + f.describe());
+            }
+            return f;
+        }
+
+        private MigrationEvents.Phase phaseStart() {
+            MigrationEvents.Phase ev = new MigrationEvents.Phase();
+            ev.begin();
+            return ev;
+        }
+
+        private void phaseEnd(MigrationEvents.Phase ev, String phase, long pages) {
+            ev.end();
+            if (ev.shouldCommit()) {
+                ev.side = "source";
+                ev.phase = phase;
+                ev.pages = pages;
+                ev.bytes = main.bytesSent();
+                ev.commit();
+            }
+        }
+
+        private void sleep(long millis) {
+            try {
+                Thread.sleep(millis);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new ProtocolException("interrupted while the guest ran on the source");
+            }
+        }
+
+        @Override
+        public void close() {
+            finished = true;
+            if (exec != null) {
+                exec.stop("migration ended");
+                exec.await();
+            }
+            if (main != null) main.close();
+            for (Connection c : urgent) c.close();
+            for (Thread t : threads) {
+                try {
+                    t.join(2000);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+    }
+
+    static double ms(long nanos) {
+        return Math.round(nanos / 1e3) / 1e3;
+    }
+}

@@ -1,0 +1,98 @@
+package dev.faultline.migration;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.zip.CRC32C;
+
+/** Encoding pages of guest RAM into PAGES messages, and the per-page digest both sides compare. */
+public final class Pages {
+    private Pages() {}
+
+    public static final int PAGE = Protocol.PAGE;
+    private static final MemorySegment ZERO_PAGE = Arena.global().allocate(PAGE, PAGE);
+    private static final int ZERO_PAGE_CRC = crc(new byte[PAGE], 0);
+
+    public static boolean isZero(MemorySegment ram, long gpa) {
+        return MemorySegment.mismatch(ram, gpa, gpa + PAGE, ZERO_PAGE, 0, PAGE) == -1;
+    }
+
+    /**
+     * Writes a PAGES payload for [gpa, gpa + count pages) of {@code ram} into {@code b}: the header,
+     * a zero mask, and the non-zero pages. Returns the number of non-zero pages written.
+     */
+    public static int encode(ByteBuffer b, MemorySegment ram, long gpa, int count, int purpose, long requestId) {
+        int start = b.position();
+        b.position(start + Messages.PagesHeader.BYTES);
+        long mask = 0;
+        int data = 0;
+        for (int i = 0; i < count; i++) {
+            long g = gpa + (long) i * PAGE;
+            if (isZero(ram, g)) {
+                mask |= 1L << i;
+            } else {
+                MemorySegment.copy(ram, ValueLayout.JAVA_BYTE, g, b.array(), b.arrayOffset() + b.position(), PAGE);
+                b.position(b.position() + PAGE);
+                data++;
+            }
+        }
+        int end = b.position();
+        b.position(start);
+        Messages.pagesHeader(b, new Messages.PagesHeader(gpa, count, purpose, requestId, mask));
+        b.position(end);
+        return data;
+    }
+
+    /** CRC32C of one page in a byte array. */
+    public static int crc(byte[] a, int off) {
+        CRC32C c = new CRC32C();
+        c.update(a, off, PAGE);
+        return (int) c.getValue();
+    }
+
+    public static int zeroPageCrc() { return ZERO_PAGE_CRC; }
+
+    /** CRC32C of the page at {@code gpa} of {@code ram}. */
+    public static int crc(MemorySegment ram, long gpa, CRC32C c) {
+        c.reset();
+        c.update(ram.asSlice(gpa, PAGE).asByteBuffer());
+        return (int) c.getValue();
+    }
+
+    /**
+     * The transfer digest: SHA-256 over the CRC32C of every page of RAM in address order (u32 each,
+     * big-endian). Equal on both sides means every page the destination accepted is the page the
+     * source had at the switch-over.
+     */
+    public static byte[] digest(int[] pageCrcs) {
+        try {
+            MessageDigest md = MessageDigest.getInstance("SHA-256");
+            ByteBuffer b = ByteBuffer.allocate(4 * 4096);
+            for (int i = 0; i < pageCrcs.length; i++) {
+                b.putInt(pageCrcs[i]);
+                if (!b.hasRemaining()) {
+                    md.update(b.array(), 0, b.position());
+                    b.clear();
+                }
+            }
+            md.update(b.array(), 0, b.position());
+            return md.digest();
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 missing from the JDK", e);
+        }
+    }
+
+    /** The page CRCs of all of {@code ram}, as the source computes them on its frozen RAM. */
+    public static int[] crcs(MemorySegment ram) {
+        int[] out = new int[(int) (ram.byteSize() / PAGE)];
+        CRC32C c = new CRC32C();
+        for (int i = 0; i < out.length; i++) {
+            long g = (long) i * PAGE;
+            out[i] = isZero(ram, g) ? ZERO_PAGE_CRC : crc(ram, g, c);
+        }
+        return out;
+    }
+}
