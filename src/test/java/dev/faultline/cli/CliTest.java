@@ -5,9 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -15,27 +12,13 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** The CLI as a user meets it: exit codes, one JSON object on stdout, one clear line for mistakes. */
 class CliTest {
-    record Outcome(int code, String out, String err) {
-        JsonNode json() throws Exception { return Json.mapper().readTree(out); }
-    }
-
-    static synchronized Outcome cli(String... args) {
-        PrintStream oldOut = System.out, oldErr = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            int code = Main.execute(args);
-            return new Outcome(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
+    static CliCapture.Outcome cli(String... args) {
+        return CliCapture.run(args);
     }
 
     @Test
     void shouldRunAWorkloadOnRefAndPrintOneJsonReportWithHexRegistersAndARamHash() throws Exception {
-        Outcome o = cli("run", "--workload", "seq-write", "--backend", "ref", "--mem", "16M", "--vcpus", "2", "--json");
+        CliCapture.Outcome o = cli("run", "--workload", "seq-write", "--backend", "ref", "--mem", "16M", "--vcpus", "2", "--json");
         assertEquals(0, o.code(), o.err());
         JsonNode j = o.json();
         assertEquals("ref", j.get("backend").asText());
@@ -67,10 +50,10 @@ class CliTest {
         Path img = dir.resolve("g.bin");
         // mov eax, 42; hlt
         Files.write(img, new byte[] {(byte) 0xb8, 42, 0, 0, 0, (byte) 0xf4});
-        Outcome ok = cli("run", "--image", img.toString(), "--mem", "4M", "--backend", "ref", "--json");
+        CliCapture.Outcome ok = cli("run", "--image", img.toString(), "--mem", "4M", "--backend", "ref", "--json");
         assertEquals(0, ok.code(), ok.err());
         assertEquals("0x2a", ok.json().get("vcpus").get(0).get("regs").get("rax").asText());
-        Outcome low = cli("run", "--image", img.toString(), "--load-gpa", "0x1000", "--backend", "ref");
+        CliCapture.Outcome low = cli("run", "--image", img.toString(), "--load-gpa", "0x1000", "--backend", "ref");
         assertEquals(2, low.code());
         assertTrue(low.err().contains("below 0x100000"), low.err());
         assertEquals(1, low.err().strip().lines().count(), "one line: " + low.err());
@@ -89,7 +72,7 @@ class CliTest {
                 {"bench", "interp", "--iterations", "0"},
         };
         for (String[] args : mistakes) {
-            Outcome o = cli(args);
+            CliCapture.Outcome o = cli(args);
             assertEquals(2, o.code(), String.join(" ", args) + " -> " + o.err());
             assertFalse(o.err().contains("\tat "), "no stack trace: " + o.err());
             assertTrue(o.err().startsWith("faultline "), o.err());
@@ -98,7 +81,7 @@ class CliTest {
 
     @Test
     void shouldReportHostCapabilitiesAsJsonEvenWithoutKvm() throws Exception {
-        Outcome o = cli("caps", "--json", "--kvm-device", "/nonexistent/kvm");
+        CliCapture.Outcome o = cli("caps", "--json", "--kvm-device", "/nonexistent/kvm");
         assertEquals(0, o.code(), o.err());
         JsonNode kvm = o.json().get("kvm");
         assertFalse(kvm.get("available").asBoolean());
@@ -108,7 +91,7 @@ class CliTest {
 
     @Test
     void shouldListEveryCommandInTheHelp() {
-        Outcome o = cli("--help");
+        CliCapture.Outcome o = cli("--help");
         assertEquals(0, o.code());
         for (String c : new String[] {"demo", "caps", "run", "conform", "bench"}) assertTrue(o.out().contains(c), c + " in " + o.out());
     }

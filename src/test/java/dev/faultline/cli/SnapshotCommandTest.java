@@ -5,9 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -15,27 +12,15 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** The snapshot and restore commands, through Main.execute, with stdout and stderr captured. */
 class SnapshotCommandTest {
-    record Out(int code, String out, String err) {}
-
-    static synchronized Out run(String... args) {
-        PrintStream oldOut = System.out, oldErr = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            int code = Main.execute(args);
-            return new Out(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
+    static CliCapture.Outcome run(String... args) {
+        return CliCapture.run(args);
     }
 
     @Test
     void shouldTakeTheSameSnapshotTwiceAtTheSameExitAndRestoreItToTheOriginalEnd(@TempDir Path tmp) throws Exception {
         String[] guest = {"--workload", "phases", "--mem", "8M", "--rounds", "5", "--backend", "ref", "--at-exit", "5", "--json"};
-        Out a = run(concat(new String[] {"snapshot", "--out", tmp.resolve("a").toString()}, guest));
-        Out b = run(concat(new String[] {"snapshot", "--out", tmp.resolve("b").toString()}, guest));
+        CliCapture.Outcome a = run(concat(new String[] {"snapshot", "--out", tmp.resolve("a").toString()}, guest));
+        CliCapture.Outcome b = run(concat(new String[] {"snapshot", "--out", tmp.resolve("b").toString()}, guest));
         assertEquals(0, a.code(), a.err());
         assertEquals(0, b.code(), b.err());
         JsonNode ja = new ObjectMapper().readTree(a.out()), jb = new ObjectMapper().readTree(b.out());
@@ -43,7 +28,7 @@ class SnapshotCommandTest {
         assertEquals(5, ja.at("/snapshot/guest_exits/0").asInt());
         assertTrue(ja.at("/snapshot/zero_pages").asLong() > ja.at("/snapshot/stored_pages").asLong());
 
-        Out r = run("restore", tmp.resolve("a").toString(), "--eager", "--backend", "ref", "--json");
+        CliCapture.Outcome r = run("restore", tmp.resolve("a").toString(), "--eager", "--backend", "ref", "--json");
         assertEquals(0, r.code(), r.err() + r.out());
         JsonNode jr = new ObjectMapper().readTree(r.out());
         assertTrue(jr.at("/ok").asBoolean());
@@ -55,12 +40,12 @@ class SnapshotCommandTest {
     @Test
     void shouldRefuseACorruptedSnapshotWithOneLineAndExitCode2(@TempDir Path tmp) throws Exception {
         Path dir = tmp.resolve("s");
-        Out s = run("snapshot", "--workload", "phases", "--mem", "8M", "--backend", "ref", "--at-exit", "3", "--then", "stop", "--out", dir.toString());
+        CliCapture.Outcome s = run("snapshot", "--workload", "phases", "--mem", "8M", "--backend", "ref", "--at-exit", "3", "--then", "stop", "--out", dir.toString());
         assertEquals(0, s.code(), s.err());
         assertTrue(s.out().contains("stopped after the snapshot"), s.out());
         Path json = dir.resolve("snapshot.json");
         Files.writeString(json, Files.readString(json).replace("\"version\" : 1,", "\"version\" : 7,"));
-        Out r = run("restore", dir.toString(), "--eager", "--backend", "ref");
+        CliCapture.Outcome r = run("restore", dir.toString(), "--eager", "--backend", "ref");
         assertEquals(2, r.code());
         assertEquals("", r.out());
         assertEquals(1, r.err().strip().lines().count(), r.err());
@@ -69,7 +54,7 @@ class SnapshotCommandTest {
 
     @Test
     void shouldRefuseASnapshotPointTheGuestNeverReaches(@TempDir Path tmp) {
-        Out s = run("snapshot", "--workload", "seq-write", "--mem", "8M", "--backend", "ref", "--at-exit", "5", "--out", tmp.resolve("x").toString());
+        CliCapture.Outcome s = run("snapshot", "--workload", "seq-write", "--mem", "8M", "--backend", "ref", "--at-exit", "5", "--out", tmp.resolve("x").toString());
         assertEquals(2, s.code());
         assertTrue(s.err().contains("never reached its snapshot point") && s.err().contains("finished after 1 exits"), s.err());
         assertTrue(!Files.exists(tmp.resolve("x").resolve("snapshot.json")), "nothing written");
