@@ -64,7 +64,7 @@ final class BenchPagingCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "kvm", description = "kvm or ref (default: ${DEFAULT-VALUE}).")
     String backend;
 
-    @Option(names = "--delivery", defaultValue = "uffd", description = "uffd (kvm), exit or blocking (ref) (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--delivery", description = "uffd (kvm), exit or blocking (ref) (default: uffd on kvm, exit on ref).")
     String delivery;
 
     @Option(names = "--vcpus", defaultValue = "1", description = "vCPUs (default: ${DEFAULT-VALUE}).")
@@ -336,6 +336,7 @@ final class BenchPagingCommand implements Callable<Integer> {
 
     private void checkArguments() {
         if (!backend.equals("kvm") && !backend.equals("ref")) throw new UserError("--backend is kvm or ref, not '" + backend + "'");
+        if (delivery == null) delivery = isRef() ? "exit" : "uffd";
         if (!delivery.equals("uffd") && !delivery.equals("exit") && !delivery.equals("blocking")) {
             throw new UserError("--delivery is uffd, exit or blocking, not '" + delivery + "'");
         }
