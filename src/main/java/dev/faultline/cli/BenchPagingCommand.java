@@ -8,6 +8,8 @@ import dev.faultline.guest.workload.Workload;
 import dev.faultline.guest.workload.WorkloadParams;
 import dev.faultline.guest.workload.Workloads;
 import dev.faultline.hv.Hypervisor;
+import dev.faultline.hv.UserfaultBitmap;
+import dev.faultline.hv.VcpuExit;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.FileSource;
 import dev.faultline.paging.PageSource;
@@ -15,11 +17,15 @@ import dev.faultline.paging.PagingStats;
 import dev.faultline.paging.Prefetch;
 import dev.faultline.paging.WorkingSet;
 import dev.faultline.paging.ZeroSource;
+import dev.faultline.paging.exit.BlockingFaultHandler;
+import dev.faultline.paging.exit.ExitFaultHandler;
+import dev.faultline.paging.exit.RamInstaller;
 import dev.faultline.paging.uffd.UffdPager;
 import dev.faultline.vmm.Backends;
 import dev.faultline.vmm.GuestRam;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.MachineSpec;
+import dev.faultline.vmm.MemoryFaultHandler;
 import dev.faultline.vmm.MemoryPreparer;
 import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.VcpuResult;
@@ -41,6 +47,8 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.HdrHistogram.Histogram;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -50,12 +58,13 @@ import picocli.CommandLine.Option;
                 "Reports pages/s overall and per vCPU, fault-latency percentiles per vCPU (HdrHistogram) and",
                 "handler counters. --baseline also runs the guest on memory that needs no paging (the first-touch",
                 "ceiling); --c-baseline runs bench/uffd_copy_baseline.c (one poll()ing handler per vCPU, one",
-                "UFFDIO_COPY per fault) on the same machine."})
+                "UFFDIO_COPY per fault) on the same machine. On ref (--delivery exit|blocking) the main slot is under",
+                "EXIT_ON_MISSING; --compare-deliveries runs exit and blocking delivery side by side in one process."})
 final class BenchPagingCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "kvm", description = "kvm or ref (default: ${DEFAULT-VALUE}).")
     String backend;
 
-    @Option(names = "--delivery", defaultValue = "uffd", description = "uffd (kvm), exit or blocking (ref) (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--delivery", description = "uffd (kvm), exit or blocking (ref) (default: uffd on kvm, exit on ref).")
     String delivery;
 
     @Option(names = "--vcpus", defaultValue = "1", description = "vCPUs (default: ${DEFAULT-VALUE}).")
@@ -74,8 +83,9 @@ final class BenchPagingCommand implements Callable<Integer> {
     @Option(names = "--prefetch", defaultValue = "readahead", description = "none, readahead or replay (default: ${DEFAULT-VALUE}).")
     String prefetch;
 
-    @Option(names = "--readahead", defaultValue = "16:256:8192",
-            description = "Readahead INITIAL:MAX:AHEAD in pages: window start, window limit, background pages ahead (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--readahead",
+            description = "Readahead INITIAL:MAX:AHEAD in pages: window start, window limit, background pages ahead "
+                    + "(default: 16:256:8192 on kvm; 16:256:0 on ref, where the faulting thread installs the whole window).")
     String readahead;
 
     @Option(names = "--working-set", description = "Working-set file to replay (--prefetch replay).")
@@ -114,14 +124,25 @@ final class BenchPagingCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
 
+    @Option(names = "--compare-deliveries",
+            description = "ref: run exit and blocking delivery side by side for each of --vcpu-counts, --rounds times "
+                    + "interleaved (order alternating per round), in one process, and report the ratios.")
+    boolean compareDeliveries;
+
+    @Option(names = "--vcpu-counts", split = ",", defaultValue = "1,2",
+            description = "vCPU counts of --compare-deliveries (default: ${DEFAULT-VALUE}).")
+    List<Integer> vcpuCounts;
+
+    @Option(names = "--rounds", defaultValue = "5", description = "Rounds of --compare-deliveries (default: ${DEFAULT-VALUE}).")
+    int rounds;
+
     @Override
     public Integer call() throws Exception {
         checkArguments();
-        long ram = RegionLayout.of(BootProtocol.IMAGE_MIN_GPA * 4 + memPerVcpu * vcpus, vcpus).regionStart() + memPerVcpu * vcpus;
-        Workload workload = Workloads.build("seq-write", WorkloadParams.of(ram, vcpus));
-        if (workload.layout().sliceBytes() != memPerVcpu) {
-            throw new UserError("--mem-per-vcpu " + memPerVcpu + " does not give whole slices (layout " + workload.description() + ")");
-        }
+        if (compareDeliveries) return compare();
+        Setup setup = setup(vcpus, memPerVcpu);
+        long ram = setup.ram();
+        Workload workload = setup.workload();
         Path generated = null;
         Path file = sourceFile;
         if (source.equals("file") && file == null) {
@@ -134,26 +155,25 @@ final class BenchPagingCommand implements Callable<Integer> {
             out.put("benchmark", "paging");
             out.put("backend", backend);
             out.put("delivery", delivery);
-            out.put("mode", backing.equals("memfd") ? "MINOR (UFFDIO_CONTINUE)" : "MISSING (" + (zeropage ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY") + ")");
+            out.put("mode", modeOf(delivery));
             out.put("workload", workload.description());
             out.put("vcpus", vcpus);
             out.put("mem_per_vcpu", memPerVcpu);
             out.put("source", source.equals("file") ? "file " + file : "zero");
             Prefetch pf = prefetchPolicy();
             out.put("prefetch", Prefetch.describe(pf));
-            out.put("handlers", handlerCount());
-            out.put("spin_us", spinMicros);
-            out.put("pinning", pin);
-            if (warmup) {
-                long small = Math.min(memPerVcpu, 16L << 20);
-                long wram = RegionLayout.of(BootProtocol.IMAGE_MIN_GPA * 4 + small * vcpus, vcpus).regionStart() + small * vcpus;
-                Workload w = Workloads.build("seq-write", WorkloadParams.of(wram, vcpus));
-                pagedRun(hv, w, wram, ZeroSource.INSTANCE, pf instanceof Prefetch.Replay ? Prefetch.NONE : pf, false);
+            if (isRef()) {
+                out.put("handlers", delivery.equals("blocking") ? 1 : 0);
+            } else {
+                out.put("handlers", handlerCount());
+                out.put("spin_us", spinMicros);
+                out.put("pinning", pin);
             }
+            if (warmup) warmUp(hv, vcpus, delivery, pf);
             PageSource src = source.equals("file") ? FileSource.open(file, ram) : ZeroSource.INSTANCE;
             Result paged;
             try (src) {
-                paged = pagedRun(hv, workload, ram, src, pf, true);
+                paged = pagedRun(hv, setup, delivery, src, pf, true);
                 if (source.equals("file")) paged.extra.put("ram_matches_file_except_stamps", compareWithFile(paged, file));
             }
             out.putAll(paged.toMap());
@@ -162,7 +182,7 @@ final class BenchPagingCommand implements Callable<Integer> {
                 out.put("working_set_recorded", Map.of("file", recordWorkingSet.toString(), "pages", paged.core.recordedWorkingSet().size()));
             }
             if (baseline) {
-                Result first = run(hv, workload, ram, MemoryPreparer.NONE, null);
+                Result first = run(hv, setup, MemoryPreparer.NONE, null, null, false);
                 out.put("first_touch_ceiling", first.toMap());
                 out.put("ratio_to_first_touch", round(paged.pagesPerSecond() / first.pagesPerSecond()));
             }
@@ -180,25 +200,160 @@ final class BenchPagingCommand implements Callable<Integer> {
         }
     }
 
+    /** RAM size and seq-write guest for {@code n} vCPUs of {@code perVcpu} bytes each. */
+    private record Setup(int vcpus, long ram, Workload workload) {}
+
+    private static Setup setup(int n, long perVcpu) {
+        long ram = RegionLayout.of(BootProtocol.IMAGE_MIN_GPA * 4 + perVcpu * n, n).regionStart() + perVcpu * n;
+        Workload workload = Workloads.build("seq-write", WorkloadParams.of(ram, n));
+        if (workload.layout().sliceBytes() != perVcpu) {
+            throw new UserError("--mem-per-vcpu " + perVcpu + " does not give whole slices (layout " + workload.description() + ")");
+        }
+        return new Setup(n, ram, workload);
+    }
+
+    /** A small paged run first, so the serving code is compiled before the measured run. */
+    private void warmUp(Hypervisor hv, int n, String how, Prefetch pf) {
+        Setup small = setup(n, Math.min(memPerVcpu, 16L << 20));
+        pagedRun(hv, small, how, ZeroSource.INSTANCE, pf instanceof Prefetch.Replay ? Prefetch.NONE : pf, false);
+    }
+
+    private boolean isRef() { return backend.equals("ref"); }
+
+    private String modeOf(String how) {
+        return switch (how) {
+            case "exit" -> "EXIT_ON_MISSING (userfault bitmap): the vCPU's own thread serves its memory-fault exit";
+            case "blocking" -> "EXIT_ON_MISSING (userfault bitmap): the vCPU sleeps while one handler thread serves (userfaultfd-like)";
+            default -> backing.equals("memfd") ? "MINOR (UFFDIO_CONTINUE)" : "MISSING (" + (zeropage ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY") + ")";
+        };
+    }
+
+    /**
+     * --compare-deliveries: for each vCPU count, exit and blocking delivery (and the first-touch
+     * ceiling with --baseline) back to back in every round, the order alternating between rounds, so
+     * each ratio compares runs made at nearly the same time on the same (shared, noisy) machine.
+     */
+    private Integer compare() throws Exception {
+        Prefetch pf = prefetchPolicy();
+        Path generated = null;
+        try (Hypervisor hv = Backends.open(backend)) {
+            Map<String, Object> out = new LinkedHashMap<>();
+            out.put("benchmark", "paging-deliveries");
+            out.put("backend", backend);
+            out.put("mem_per_vcpu", memPerVcpu);
+            out.put("prefetch", Prefetch.describe(pf));
+            out.put("rounds", rounds);
+            out.put("order", "per round and vCPU count: exit and blocking back to back (exit first in even rounds, blocking first "
+                    + "in odd ones)" + (baseline ? ", then the first-touch ceiling" : ""));
+            out.put("deliveries", Map.of("exit", modeOf("exit"), "blocking", modeOf("blocking")));
+            Map<Integer, Setup> setups = new LinkedHashMap<>();
+            long maxRam = 0;
+            for (int n : vcpuCounts) {
+                Setup s = setup(n, memPerVcpu);
+                setups.put(n, s);
+                maxRam = Math.max(maxRam, s.ram());
+            }
+            Path file = sourceFile;
+            if (source.equals("file") && file == null) {
+                generated = Files.createTempFile("faultline-pages-", ".img");
+                writeSampleImage(generated, maxRam, setups.values().iterator().next().workload().layout().regionStart());
+                file = generated;
+            }
+            out.put("source", source.equals("file") ? "file " + file : "zero");
+            if (warmup) {
+                for (int n : vcpuCounts) {
+                    for (String how : List.of("exit", "blocking")) warmUp(hv, n, how, pf);
+                    if (baseline) run(hv, setup(n, Math.min(memPerVcpu, 16L << 20)), MemoryPreparer.NONE, null, null, false);
+                }
+            }
+            Map<Integer, Map<String, List<Result>>> results = new LinkedHashMap<>();
+            for (int round = 0; round < rounds; round++) {
+                for (int n : vcpuCounts) {
+                    Setup s = setups.get(n);
+                    Map<String, List<Result>> byHow = results.computeIfAbsent(n, k -> new LinkedHashMap<>());
+                    List<String> order = round % 2 == 0 ? List.of("exit", "blocking") : List.of("blocking", "exit");
+                    for (String how : order) {
+                        try (PageSource src = source.equals("file") ? FileSource.open(file, s.ram()) : ZeroSource.INSTANCE) {
+                            Result r = pagedRun(hv, s, how, src, pf, source.equals("file"));
+                            if (source.equals("file")) r.extra.put("ram_matches_file_except_stamps", compareWithFile(r, file));
+                            byHow.computeIfAbsent(how, k -> new ArrayList<>()).add(r);
+                        }
+                    }
+                    if (baseline) byHow.computeIfAbsent("ceiling", k -> new ArrayList<>()).add(run(hv, s, MemoryPreparer.NONE, null, null, false));
+                }
+            }
+            List<Object> comparisons = new ArrayList<>();
+            for (Map.Entry<Integer, Map<String, List<Result>>> e : results.entrySet()) {
+                Map<String, List<Result>> byHow = e.getValue();
+                Map<String, Object> c = new LinkedHashMap<>();
+                c.put("vcpus", e.getKey());
+                c.put("pages", byHow.get("exit").get(0).pages());
+                List<Double> ratios = new ArrayList<>();
+                for (int i = 0; i < rounds; i++) ratios.add(round(byHow.get("exit").get(i).pagesPerSecond() / byHow.get("blocking").get(i).pagesPerSecond()));
+                c.put("exit_over_blocking", median(ratios));
+                c.put("exit_over_blocking_per_round", ratios);
+                for (String how : List.of("exit", "blocking")) {
+                    Map<String, Object> d = summary(byHow.get(how));
+                    if (baseline) {
+                        List<Double> r = new ArrayList<>();
+                        for (int i = 0; i < rounds; i++) r.add(round(byHow.get(how).get(i).pagesPerSecond() / byHow.get("ceiling").get(i).pagesPerSecond()));
+                        d.put("ratio_to_first_touch", median(r));
+                        d.put("ratio_to_first_touch_per_round", r);
+                    }
+                    c.put(how, d);
+                }
+                if (baseline) c.put("first_touch_ceiling", summary(byHow.get("ceiling")));
+                comparisons.add(c);
+            }
+            out.put("comparisons", comparisons);
+            if (json) Json.print(System.out, out);
+            else printComparison(out);
+            return 0;
+        } finally {
+            if (generated != null) Files.deleteIfExists(generated);
+        }
+    }
+
+    /** The median run's full figures (by pages/s), with every run's pages/s beside them. */
+    private static Map<String, Object> summary(List<Result> runs) {
+        List<Result> sorted = new ArrayList<>(runs);
+        sorted.sort(java.util.Comparator.comparingDouble(Result::pagesPerSecond));
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("pages_per_sec_median", Math.round(sorted.get((sorted.size() - 1) / 2).pagesPerSecond()));
+        List<Long> all = new ArrayList<>();
+        for (Result r : runs) all.add(Math.round(r.pagesPerSecond()));
+        m.put("pages_per_sec_per_round", all);
+        m.put("median_run", sorted.get((sorted.size() - 1) / 2).toMap());
+        return m;
+    }
+
+    private static double median(List<Double> values) {
+        List<Double> v = new ArrayList<>(values);
+        java.util.Collections.sort(v);
+        int n = v.size();
+        return n % 2 == 1 ? v.get(n / 2) : round((v.get(n / 2 - 1) + v.get(n / 2)) / 2);
+    }
+
     private void checkArguments() {
+        if (!backend.equals("kvm") && !backend.equals("ref")) throw new UserError("--backend is kvm or ref, not '" + backend + "'");
+        if (delivery == null) delivery = isRef() ? "exit" : "uffd";
+        if (!delivery.equals("uffd") && !delivery.equals("exit") && !delivery.equals("blocking")) {
+            throw new UserError("--delivery is uffd, exit or blocking, not '" + delivery + "'");
+        }
+        if (compareDeliveries && !isRef()) throw new UserError("--compare-deliveries compares exit and blocking delivery, which run on --backend ref");
+        if (isRef()) {
+            checkRefArguments();
+        } else if (!delivery.equals("uffd")) {
+            throw new UserError("--delivery " + delivery + " needs the ref backend's exit-on-missing memslot flag; kvm has no exit on "
+                    + "missing pages, so on kvm demand paging goes through userfaultfd (--delivery uffd)");
+        }
         // Pairing handler i with vCPU i on one CPU saves cross-CPU wake-ups, but background readahead
         // wants a CPU of its own: pair when every CPU has a vCPU, or when nothing runs in the background.
         if (pin == null) {
             boolean busy = vcpus >= Runtime.getRuntime().availableProcessors() || prefetch.equals("none");
             pin = handlerCount() == vcpus && busy ? "paired" : "none";
         }
-        if (!backend.equals("kvm") && !backend.equals("ref")) throw new UserError("--backend is kvm or ref, not '" + backend + "'");
-        if (backend.equals("ref")) {
-            throw new UserError("the ref backend is not merged into this build (branch paging), so --backend ref cannot run; "
-                    + "its exit and blocking deliveries (dev.faultline.paging.exit) wait for its exit-on-missing memslot flag");
-        }
-        if (!delivery.equals("uffd")) {
-            if (delivery.equals("exit") || delivery.equals("blocking")) {
-                throw new UserError("--delivery " + delivery + " needs the ref backend's exit-on-missing memslot flag; kvm has no exit on "
-                        + "missing pages, so on kvm demand paging goes through userfaultfd (--delivery uffd)");
-            }
-            throw new UserError("--delivery is uffd, exit or blocking, not '" + delivery + "'");
-        }
+        if (readahead == null) readahead = isRef() ? "16:256:0" : "16:256:8192";
         if (vcpus < 1 || vcpus > BootProtocol.MAX_VCPUS) throw new UserError("--vcpus must be 1.." + BootProtocol.MAX_VCPUS);
         if (memPerVcpu < FaultCore.PAGE || memPerVcpu % FaultCore.PAGE != 0) throw new UserError("--mem-per-vcpu must be a positive multiple of 4 KiB");
         if (!source.equals("zero") && !source.equals("file")) throw new UserError("--source is zero or file, not '" + source + "'");
@@ -208,6 +363,31 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (!pin.equals("none") && !pin.equals("paired")) throw new UserError("--pin is none or paired, not '" + pin + "'");
         if (pin.equals("paired") && handlerCount() != vcpus) throw new UserError("--pin paired needs one handler per vCPU");
         if (spinMicros < 0) throw new UserError("--spin-us must not be negative");
+    }
+
+    /** ref runs exit or blocking delivery; the userfaultfd knobs have no meaning there and are refused, not ignored. */
+    private void checkRefArguments() {
+        if (delivery.equals("uffd") && !compareDeliveries) {
+            throw new UserError("the ref backend has no userfaultfd: use --delivery exit (the vCPU serves its own memory-fault exit) "
+                    + "or --delivery blocking (the vCPU sleeps while a handler thread serves)");
+        }
+        String kvmOnly = cBaseline ? "--c-baseline (a KVM program)" : handlers != null ? "--handlers" : spinMicros != 0 ? "--spin-us"
+                : pin != null ? "--pin" : !backing.equals("anonymous") ? "--backing" : zeropage ? "--zeropage" : null;
+        if (kvmOnly != null) throw new UserError(kvmOnly + " is for userfaultfd delivery on kvm; the ref backend pages through memory-fault exits");
+        if (readahead != null) {
+            String[] p = readahead.split(":");
+            if (p.length == 3 && !p[2].equals("0")) {
+                throw new UserError("on ref a readahead window is installed by the faulting thread (exit delivery has no thread to "
+                        + "read ahead in the background): give AHEAD 0, e.g. --readahead 16:256:0");
+            }
+        }
+        if (compareDeliveries) {
+            if (vcpuCounts.isEmpty()) throw new UserError("--vcpu-counts needs at least one count");
+            for (int n : vcpuCounts) if (n < 1 || n > BootProtocol.MAX_VCPUS) throw new UserError("--vcpu-counts must be 1.." + BootProtocol.MAX_VCPUS);
+            if (rounds < 1) throw new UserError("--rounds must be at least 1");
+            if (recordWorkingSet != null) throw new UserError("--record-working-set records one run; use it without --compare-deliveries");
+        }
+        pin = "none";
     }
 
     private int handlerCount() { return handlers == null ? vcpus : handlers; }
@@ -235,6 +415,8 @@ final class BenchPagingCommand implements Callable<Integer> {
         final RunReport report;
         final FaultCore core;
         final MemorySegment ramCopy;
+        /** ref: per vCPU, the time its thread spent in the fault handler per exit, wake-ups included (null elsewhere). */
+        Histogram[] vcpuWait;
         final Map<String, Object> extra = new LinkedHashMap<>();
 
         Result(Workload workload, RunReport report, FaultCore core, MemorySegment ramCopy) {
@@ -268,6 +450,7 @@ final class BenchPagingCommand implements Callable<Integer> {
                 x.put("seconds", round(v.runNanos() / 1e9));
                 x.put("pages_per_sec", Math.round(workload.touchesPerVcpu() / (v.runNanos() / 1e9)));
                 if (stats != null) x.put("fault_latency", PagingStats.percentiles(stats.latency(v.index())));
+                if (vcpuWait != null) x.put("vcpu_wait", PagingStats.percentiles(vcpuWait[v.index()]));
                 per.add(x);
             }
             m.put("per_vcpu", per);
@@ -278,28 +461,34 @@ final class BenchPagingCommand implements Callable<Integer> {
         }
     }
 
-    private Result pagedRun(Hypervisor hv, Workload workload, long ram, PageSource src, Prefetch pf, boolean keepRam) {
+    private Result pagedRun(Hypervisor hv, Setup setup, String how, PageSource src, Prefetch pf, boolean keepRam) {
         long base = BootProtocol.IMAGE_MIN_GPA;
-        FaultCore core = new FaultCore(src, base, ram - base, vcpus, pf, recordWorkingSet != null);
+        int n = setup.vcpus();
+        FaultCore core = new FaultCore(src, base, setup.ram() - base, n, pf, recordWorkingSet != null);
+        if (!how.equals("uffd")) {
+            RefPaging paging = new RefPaging(core, how.equals("blocking"), setup.workload().image(), n);
+            Result r = run(hv, setup, paging, paging, core, keepRam);
+            r.vcpuWait = paging.vcpuWait;
+            r.extra.put("installed_exactly_once", paging.checkExactlyOnce());
+            return r;
+        }
         List<Long> splits = new ArrayList<>();
-        if (handlerCount() == vcpus) for (int i = 1; i < vcpus; i++) splits.add(workload.layout().sliceStart(i));
+        if (handlerCount() == n) for (int i = 1; i < n; i++) splits.add(setup.workload().layout().sliceStart(i));
         UffdPager pager = new UffdPager(core, new UffdPager.Config(backing.equals("memfd") ? UffdPager.Mode.MINOR : UffdPager.Mode.MISSING,
                 handlerCount(), TimeUnit.MICROSECONDS.toNanos(spinMicros), zeropage, splits,
                 pin.equals("paired") ? UffdPager.Pinning.PAIRED : UffdPager.Pinning.NONE));
-        Result r = run(hv, workload, ram, pager, core, keepRam);
+        Result r = run(hv, setup, pager, null, core, keepRam);
         if (pager.failure() != null) throw new UserError("paging failed: " + pager.failure().getMessage());
         return r;
     }
 
-    private Result run(Hypervisor hv, Workload workload, long ram, MemoryPreparer preparer, FaultCore core) {
-        return run(hv, workload, ram, preparer, core, false);
-    }
-
-    private Result run(Hypervisor hv, Workload workload, long ram, MemoryPreparer preparer, FaultCore core, boolean keepRam) {
-        GuestImage img = workload.image();
-        MachineSpec spec = MachineSpec.of(ram, vcpus, img).withExitLogLimit(0)
+    private Result run(Hypervisor hv, Setup setup, MemoryPreparer preparer, MemoryFaultHandler handler, FaultCore core, boolean keepRam) {
+        GuestImage img = setup.workload().image();
+        MachineSpec spec = MachineSpec.of(setup.ram(), setup.vcpus(), img).withExitLogLimit(0)
                 .withTimeout(Duration.ofMinutes(10)).withMemoryPreparer(preparer)
                 .withBacking(backing.equals("memfd") && core != null ? GuestRam.Backing.MEMFD : GuestRam.Backing.ANONYMOUS);
+        if (handler != null) spec = spec.withMainSlot(0, handler);
+        Workload workload = setup.workload();
         try (Machine m = new Machine(hv, spec)) {
             RunReport report = m.run();
             if (!report.clean()) {
@@ -310,10 +499,97 @@ final class BenchPagingCommand implements Callable<Integer> {
             workload.verify(m.ram().segment());
             MemorySegment copy = null;
             if (keepRam && source.equals("file")) {
-                copy = Arena.ofAuto().allocate(ram, FaultCore.PAGE);
+                copy = Arena.ofAuto().allocate(setup.ram(), FaultCore.PAGE);
                 copy.copyFrom(m.ram().segment());
             }
             return new Result(workload, report, core, copy);
+        }
+    }
+
+    /**
+     * Demand paging on ref: the main slot [1 MiB, RAM) goes under EXIT_ON_MISSING with a userfault
+     * bitmap in which every page but the image's is missing (the image the VMM loaded stays; the
+     * kvm path leaves it mapped the same way). Each memory-fault exit goes to exit delivery (the
+     * vCPU's thread serves it through the fault core) or blocking delivery (a handler thread serves
+     * it while the vCPU sleeps); either marks the pages present in the bitmap through its PresentHook.
+     * With --prefetch replay one extra thread installs the working set on a lane of its own.
+     * Around each resolve it records how long the vCPU's thread was held (blocking: both wake-ups
+     * included), one HdrHistogram per vCPU written only by that vCPU's thread; no allocation per fault.
+     */
+    private static final class RefPaging implements MemoryPreparer, MemoryFaultHandler {
+        private final FaultCore core;
+        private final boolean blocking;
+        private final GuestImage image;
+        final Histogram[] vcpuWait;
+        private UserfaultBitmap missing;
+        private long missingAtStart;
+        private MemoryFaultHandler delivery;   // set in prepare(), before any vCPU thread starts
+
+        RefPaging(FaultCore core, boolean blocking, GuestImage image, int vcpus) {
+            this.core = core;
+            this.blocking = blocking;
+            this.image = image;
+            this.vcpuWait = new Histogram[vcpus];
+            for (int i = 0; i < vcpus; i++) vcpuWait[i] = new Histogram(dev.faultline.paging.LaneStats.MAX_NANOS, 3);
+        }
+
+        @Override
+        public Session prepare(Context c) {
+            long base = core.baseGpa();
+            missing = UserfaultBitmap.allMissing(base, core.endGpa() - base);
+            long from = image.loadGpa() & -FaultCore.PAGE, to = (image.loadGpa() + image.size() + FaultCore.PAGE - 1) & -FaultCore.PAGE;
+            missing.markPresent(from, to - from);
+            long first = core.pageOf(from), count = (to - from) >>> FaultCore.PAGE_SHIFT;
+            core.states().claimRun(first, (int) count, first + count);   // the core never fetches over the image either
+            core.states().markPresent(first, count);
+            missingAtStart = missing.missingPages();
+            c.vm().setMemorySlot(c.vm().slotAt(base).withUserfault(missing));
+            BlockingFaultHandler handler = null;
+            if (blocking) delivery = handler = new BlockingFaultHandler(core, c.ram().memory(), c.vcpus(), missing::markPresent);
+            else delivery = new ExitFaultHandler(core, c.ram().memory(), c.vcpus(), missing::markPresent);
+            Thread prefetcher = null;
+            AtomicBoolean stop = new AtomicBoolean();
+            if (core.prefetch() instanceof Prefetch.Replay) {
+                FaultCore.Lane lane = core.newLane("replay", base, core.endGpa(), new RamInstaller(c.ram().memory(), missing::markPresent));
+                prefetcher = Thread.ofPlatform().daemon().name("replay-prefetch").start(() -> {
+                    while (!stop.get() && core.prefetchStep(lane) > 0) {
+                        // one chunk at a time, so a stop is seen between chunks
+                    }
+                });
+            }
+            BlockingFaultHandler toClose = handler;
+            Thread toJoin = prefetcher;
+            return () -> {
+                stop.set(true);
+                if (toClose != null) toClose.close();
+                if (toJoin != null) {
+                    try {
+                        toJoin.join();
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
+            };
+        }
+
+        @Override
+        public String resolve(int vcpuIndex, VcpuExit.MemoryFault fault) {
+            long t0 = System.nanoTime();
+            String failure = delivery.resolve(vcpuIndex, fault);
+            vcpuWait[vcpuIndex].recordValue(Math.min(System.nanoTime() - t0, dev.faultline.paging.LaneStats.MAX_NANOS));
+            return failure;
+        }
+
+        /** Every page the lanes installed left the bitmap exactly once: installed pages = pages no longer missing. */
+        String checkExactlyOnce() {
+            long installed = 0;
+            for (FaultCore.Lane l : core.lanes()) installed += l.stats().pagesInstalled();
+            long cleared = missingAtStart - missing.missingPages();
+            if (installed != cleared) {
+                throw new UserError("paging installed " + installed + " pages but " + cleared + " pages left the missing state: a page was "
+                        + "installed more than once or marked present without an install");
+            }
+            return "yes (" + installed + " pages installed, " + cleared + " pages marked present)";
         }
     }
 
@@ -418,6 +694,10 @@ final class BenchPagingCommand implements Callable<Integer> {
             Map<String, Object> l = (Map<String, Object>) v.get("fault_latency");
             System.out.printf(Locale.ROOT, "  vCPU %s: %s pages/s; %s faults, latency p50 %s us, p99 %s us, p99.9 %s us%n", v.get("vcpu"),
                     v.get("pages_per_sec"), l.get("faults"), l.get("p50_us"), l.get("p99_us"), l.get("p999_us"));
+            if (v.get("vcpu_wait") instanceof Map<?, ?> w) {
+                System.out.printf(Locale.ROOT, "          vCPU held per exit: p50 %s us, p99 %s us, p99.9 %s us%n", w.get("p50_us"), w.get("p99_us"),
+                        w.get("p999_us"));
+            }
         }
         Map<String, Object> h = (Map<String, Object>) out.get("handler");
         System.out.printf(Locale.ROOT, "  handler: %s faults, %s pages installed (%s in the background)%n", h.get("faults"),
@@ -430,6 +710,33 @@ final class BenchPagingCommand implements Callable<Integer> {
             Map<String, Object> c = (Map<String, Object>) out.get("c_baseline");
             System.out.printf(Locale.ROOT, "  C baseline (uffd, poll, one COPY per fault): %s pages/s; ratio %s%n", c.get("pages_per_sec"),
                     out.get("ratio_to_c_baseline"));
+        }
+    }
+
+    @SuppressWarnings("unchecked")
+    private static void printComparison(Map<String, Object> out) {
+        System.out.printf(Locale.ROOT, "paging deliveries on %s, %s per vCPU, source %s, prefetch %s, %s rounds%n", out.get("backend"),
+                Units.formatSize((Long) out.get("mem_per_vcpu")), out.get("source"), out.get("prefetch"), out.get("rounds"));
+        for (Object o : (List<Object>) out.get("comparisons")) {
+            Map<String, Object> c = (Map<String, Object>) o;
+            System.out.printf(Locale.ROOT, "  %s vCPU(s): exit/blocking %s (per round %s)%n", c.get("vcpus"), c.get("exit_over_blocking"),
+                    c.get("exit_over_blocking_per_round"));
+            for (String how : List.of("exit", "blocking", "first_touch_ceiling")) {
+                Map<String, Object> d = (Map<String, Object>) c.get(how);
+                if (d == null) continue;
+                Map<String, Object> run = (Map<String, Object>) d.get("median_run");
+                StringBuilder lat = new StringBuilder();
+                for (Object v : (List<Object>) run.get("per_vcpu")) {
+                    Map<String, Object> x = (Map<String, Object>) v;
+                    if (x.get("vcpu_wait") instanceof Map<?, ?> w) {
+                        lat.append(String.format(Locale.ROOT, "; vCPU %s held p50/p99/p99.9 %s/%s/%s us", x.get("vcpu"), w.get("p50_us"),
+                                w.get("p99_us"), w.get("p999_us")));
+                    }
+                }
+                System.out.printf(Locale.ROOT, "    %-8s %8s pages/s (rounds %s)%s%s%n", how.equals("first_touch_ceiling") ? "ceiling" : how,
+                        d.get("pages_per_sec_median"), d.get("pages_per_sec_per_round"),
+                        d.containsKey("ratio_to_first_touch") ? ", " + d.get("ratio_to_first_touch") + " of the ceiling" : "", lat);
+            }
         }
     }
 }

@@ -44,10 +44,9 @@ public final class BlockingFaultHandler implements MemoryFaultHandler, AutoClose
 
     @Override
     public String resolve(int vcpuIndex, VcpuExit.MemoryFault fault) {
+        String refused = FaultRange.refusal(core, requests.length(), vcpuIndex, fault.gpa());
+        if (refused != null) return refused;
         long gpa = fault.gpa() & -FaultCore.PAGE;
-        if (!core.contains(gpa)) {
-            return String.format("gpa 0x%x is outside the demand-paged range [0x%x, 0x%x)", fault.gpa(), core.baseGpa(), core.endGpa());
-        }
         if (waiters.get(vcpuIndex) == null) waiters.set(vcpuIndex, Thread.currentThread());
         done.set(vcpuIndex, 0);
         requests.set(vcpuIndex, gpa + 1);

@@ -37,13 +37,10 @@ public final class ExitFaultHandler implements MemoryFaultHandler {
 
     @Override
     public String resolve(int vcpuIndex, VcpuExit.MemoryFault fault) {
-        long gpa = fault.gpa() & -FaultCore.PAGE;
-        if (!core.contains(gpa)) {
-            return String.format("gpa 0x%x is outside the demand-paged range [0x%x, 0x%x)", fault.gpa(), core.baseGpa(), core.endGpa());
-        }
-        if (vcpuIndex < 0 || vcpuIndex >= lanes.length) return "vCPU " + vcpuIndex + " has no paging lane";
+        String refused = FaultRange.refusal(core, lanes.length, vcpuIndex, fault.gpa());
+        if (refused != null) return refused;
         try {
-            return serve(lanes[vcpuIndex], vcpuIndex, gpa);
+            return serve(lanes[vcpuIndex], vcpuIndex, fault.gpa() & -FaultCore.PAGE);
         } catch (PageSourceException e) {
             return e.getMessage();
         }

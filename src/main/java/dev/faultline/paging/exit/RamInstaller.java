@@ -4,12 +4,15 @@ import dev.faultline.paging.Installer;
 import dev.faultline.sys.HostMemory;
 import java.lang.foreign.MemorySegment;
 
-/** Exit delivery: the source writes straight into guest RAM, then the hook marks the pages present. */
-final class RamInstaller implements Installer {
+/**
+ * Exit delivery: the source writes straight into guest RAM, then the hook marks the pages present.
+ * Public for lanes that install without a fault (a background prefetch thread on the same RAM).
+ */
+public final class RamInstaller implements Installer {
     private final HostMemory ram;
     private final PresentHook hook;
 
-    RamInstaller(HostMemory ram, PresentHook hook) {
+    public RamInstaller(HostMemory ram, PresentHook hook) {
         this.ram = ram;
         this.hook = hook;
     }
