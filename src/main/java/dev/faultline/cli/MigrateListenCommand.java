@@ -41,9 +41,6 @@ final class MigrateListenCommand implements Callable<Integer> {
             throw new UserError("--backend must be kvm, ref or auto, got '" + backend + "'");
         }
         if (backend.equals("kvm")) dev.faultline.vmm.Backends.open("kvm").close(); // one clear line where /dev/kvm is missing
-        if (backend.equals("ref") || (backend.equals("auto") && dev.faultline.vmm.Backends.best().name().equals("ref"))) {
-            System.err.println("faultline migrate listen: " + MigrationDestination.demandPagingUnavailable("ref"));
-        }
         MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout)),
                 line -> { if (!json) { System.out.println(line); System.out.flush(); } });
         try (ServerSocket server = MigrationDestination.listen(bind, port)) {

@@ -24,8 +24,8 @@ import picocli.CommandLine.Parameters;
                 "runs it to its end. The snapshot is checked before anything runs (format version, sizes, memslots,",
                 "registers, page map, file lengths; chunk SHA-256s: all first with --eager or --verify upfront, else",
                 "each chunk on its first touch, never installing a page of a chunk that fails). --eager reads all of",
-                "memory first; --lazy (kvm) starts at once and serves every first touch from the snapshot through",
-                "userfaultfd. Reports the time to the first guest instruction and to completion, and compares the end",
+                "memory first; --lazy starts at once and serves every first touch from the snapshot (kvm: through",
+                "userfaultfd; ref: through exit on missing, each vCPU serving its own fault). Reports the time to the first guest instruction and to completion, and compares the end",
                 "with the original run's (RAM SHA-256, each vCPU's end). Exit 0 when equal, 1 when not, 2 when refused."})
 final class RestoreCommand implements Callable<Integer> {
 

@@ -2,16 +2,19 @@ package dev.faultline.migration;
 
 import dev.faultline.guest.BootProtocol;
 import dev.faultline.hv.Hypervisor;
+import dev.faultline.paging.DemandPager;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.PageStates;
 import dev.faultline.paging.PagingStats;
 import dev.faultline.paging.Prefetch;
+import dev.faultline.paging.exit.ExitPager;
 import dev.faultline.paging.uffd.UffdPager;
 import dev.faultline.sys.ErrnoException;
 import dev.faultline.sys.Userfaultfd;
 import dev.faultline.vmm.Backends;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.MachineSpec;
+import dev.faultline.vmm.MemoryFaultHandler;
 import dev.faultline.vmm.MemoryPreparer;
 import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.VcpuResult;
@@ -34,12 +37,14 @@ import java.util.function.Consumer;
 /**
  * The receiving side of a migration: accepts one source, builds the machine while the source still
  * runs the guest, takes pre-copied pages, and on STATE starts the guest at once with its memory
- * demand-paged from the source (kvm: userfaultfd, one handler thread and one urgent connection per
- * vCPU part) while the pushed pages are installed in the background, each page exactly once.
+ * demand-paged from the source while the pushed pages are installed in the background, each page
+ * exactly once ({@link FaultCore#offer}). kvm: userfaultfd, one handler thread and one urgent
+ * connection per vCPU part of RAM ({@link UffdPager}). ref: exit on missing, each vCPU serves its own
+ * memory-fault exit over its own urgent connection and re-enters ({@link ExitPager}).
  *
- * <p>Where the backend cannot demand-page (ref until its exit-on-missing memslot flag is merged,
- * or a kernel without userfaultfd) it says so in HELLO_ACK and the source copies every page before
- * the switch-over (stop-and-copy): correct, with a downtime that grows with RAM.
+ * <p>Where the backend cannot demand-page (kvm on a kernel without userfaultfd) it says so in
+ * HELLO_ACK and the source copies every page before the switch-over (stop-and-copy): correct, with a
+ * downtime that grows with RAM.
  *
  * <p>Bad input: any frame that fails its checks stops the migration with a message naming the peer
  * and the frame; nothing of that frame is installed, and a guest already running is paused and then
@@ -74,10 +79,7 @@ public final class MigrationDestination {
 
     /** Whether this machine's {@code backend} can demand-page a migrated guest, and why not. */
     public static String demandPagingUnavailable(String backend) {
-        if (backend.equals("ref")) {
-            return "the ref backend cannot demand-page yet (its exit-on-missing memslot flag and PresentHook are on the 'faults'"
-                    + " branch, not merged): every page is copied before the guest resumes (stop-and-copy)";
-        }
+        if (backend.equals("ref")) return null;   // exit on missing: always there
         try {
             Userfaultfd.open().close();
             return null;
@@ -112,7 +114,7 @@ public final class MigrationDestination {
         private Machine machine;
         private Machine.Execution exec;
         private FaultCore core;
-        private UffdPager pager;
+        private DemandPager pager;
         private List<FaultCore.Lane> pushLanes = List.of();
         private RemotePageSource remote;
         private boolean demandPaging;
@@ -180,6 +182,20 @@ public final class MigrationDestination {
             pageCrcs = new int[(int) (ram / Protocol.PAGE)];
             written = new BitSet(pageCrcs.length);
             MachineSpec spec = MachineSpec.awaitingState(ram, vcpus).withTimeout(options.guestTimeout()).withExitLogLimit(0);
+            if (demandPaging && backend.equals("ref")) {
+                // The pager needs the urgent connections, which come after the machine is built: the
+                // machine's handler forwards each memory-fault exit to it (no allocation per fault).
+                spec = spec.withMainSlot(0, new MemoryFaultHandler() {
+                    @Override
+                    public String resolve(int vcpu, dev.faultline.hv.VcpuExit.MemoryFault fault) {
+                        DemandPager p = pager;
+                        return p == null ? "a memory fault before the switch-over" : p.faultHandler().resolve(vcpu, fault);
+                    }
+
+                    @Override
+                    public String lastResolution(int vcpu) { return pager.faultHandler().lastResolution(vcpu); }
+                });
+            }
             int lanes = vcpus;
             if (demandPaging) {
                 samples = new LatencySamples(System.nanoTime(), 100_000);
@@ -202,7 +218,8 @@ public final class MigrationDestination {
             spec = spec.withMemoryPreparer(firstEntry);
             machine = new Machine(hv, spec);
             main.send(Protocol.HELLO_ACK, b -> Messages.helloAck(b, new Messages.HelloAck(hello.session(), demandPaging,
-                    demandPaging ? lanes : 0, backend, demandPaging ? "post-copy: faults demand-paged over " + lanes + " urgent connections" : fallbackWhy)));
+                    demandPaging ? lanes : 0, backend, demandPaging ? "post-copy: faults demand-paged (" + delivery() + ") over " + lanes
+                    + " urgent connections" : fallbackWhy)));
             if (demandPaging) {
                 for (int i = 0; i < lanes; i++) {
                     Socket sock;
@@ -222,7 +239,7 @@ public final class MigrationDestination {
                 remote = new RemotePageSource(urgent, ram, this::accepted, samples);
                 remote.warmUp(WARM_UP_REQUESTS);
                 core = new FaultCore(remote, BootProtocol.IMAGE_MIN_GPA, ram - BootProtocol.IMAGE_MIN_GPA, vcpus, Prefetch.NONE, false);
-                pager = new UffdPager(core, new UffdPager.Config(UffdPager.Mode.MISSING, lanes, 0, false, List.of(), UffdPager.Pinning.NONE));
+                pager = pagerFor(core, lanes);
             }
             warmUpSwitchOver();
             main.send(Protocol.READY, b -> b.putLong(demandPaging ? (long) WARM_UP_REQUESTS * lanes : 0));
@@ -246,13 +263,14 @@ public final class MigrationDestination {
                     dev.faultline.guest.workload.WorkloadParams.of(mem, 1));
             FaultCore zc = new FaultCore(dev.faultline.paging.ZeroSource.INSTANCE, BootProtocol.IMAGE_MIN_GPA, mem - BootProtocol.IMAGE_MIN_GPA, 1,
                     Prefetch.NONE, false);
-            UffdPager zp = new UffdPager(zc, new UffdPager.Config(UffdPager.Mode.MISSING, 1, 0, false, List.of(), UffdPager.Pinning.NONE));
-            try (Machine m = new Machine(hv, MachineSpec.of(mem, 1, w.image()).withExitLogLimit(0).withMemoryPreparer(zp)
-                    .withTimeout(Duration.ofSeconds(30)))) {
+            DemandPager zp = pagerFor(zc, 1);
+            try (Machine m = new Machine(hv, MachineSpec.of(mem, 1, w.image()).withExitLogLimit(0).withMainSlot(0, zp.faultHandler())
+                    .withMemoryPreparer(zp).withTimeout(Duration.ofSeconds(30)))) {
                 Machine.Execution e = m.start();
                 zp.addLanes("warm-up", Protocol.MAX_PAGES_PER_MESSAGE);
                 e.await();
             }
+            if (!(zp instanceof UffdPager)) return;
             try (dev.faultline.sys.HostMemory scratch = dev.faultline.sys.HostMemory.anonymous(2 * Protocol.PAGE);
                  Userfaultfd u = Userfaultfd.open()) {
                 u.api(Userfaultfd.FEATURE_THREAD_ID | Userfaultfd.FEATURE_EVENT_REMOVE);
@@ -417,8 +435,21 @@ public final class MigrationDestination {
         }
 
         private FaultCore.Lane laneOf(long gpa) {
-            for (FaultCore.Lane l : pushLanes) if (gpa >= l.firstGpa() && gpa < l.endGpa()) return l;
-            throw new IllegalStateException(String.format("no push lane covers 0x%x", gpa));
+            return DemandPager.laneOf(pushLanes, gpa);
+        }
+
+        /**
+         * The demand pager of this backend over {@code c}: userfaultfd with {@code lanes} handler
+         * threads (kvm), or exit on missing with one lane per vCPU (ref; the vCPU threads take the
+         * urgent connections, one each, on their first fault).
+         */
+        private DemandPager pagerFor(FaultCore c, int lanes) {
+            if (backend.equals("ref")) return new ExitPager(c);
+            return new UffdPager(c, new UffdPager.Config(UffdPager.Mode.MISSING, lanes, 0, false, List.of(), UffdPager.Pinning.NONE));
+        }
+
+        private String delivery() {
+            return backend.equals("ref") ? "exit on missing" : "userfaultfd";
         }
 
         private Map<String, Object> finish() {
@@ -428,7 +459,7 @@ public final class MigrationDestination {
             if (demandPaging) {
                 long total = core.states().pages();
                 while (core.states().countPresent() < total) {
-                    if (pager.failure() != null) throw new ProtocolException("serving a fault failed: " + pager.failure().getMessage());
+                    if (pager.failureMessage() != null) throw new ProtocolException("serving a fault failed: " + pager.failureMessage());
                     if (System.nanoTime() > deadline) {
                         throw new ProtocolException(main.peer() + ": " + (total - core.states().countPresent())
                                 + " pages are still missing " + options.timeoutMillis() + " ms after PUSH_DONE");
@@ -469,7 +500,7 @@ public final class MigrationDestination {
         private Map<String, Object> report(RunReport r, long transferredNanos, byte[] digest) {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("backend", backend);
-            m.put("delivery", demandPaging ? "post-copy (userfaultfd)" : "stop-and-copy: " + fallbackWhy);
+            m.put("delivery", demandPaging ? "post-copy (" + delivery() + ")" : "stop-and-copy: " + fallbackWhy);
             m.put("ram_bytes", hello.ramSize());
             m.put("vcpus", hello.vcpus());
             m.put("state_to_first_entry_ms", ms(firstEntryNanos - stateReceivedNanos));

@@ -5,11 +5,13 @@ import dev.faultline.guest.workload.Workload;
 import dev.faultline.guest.workload.WorkloadMismatchException;
 import dev.faultline.guest.workload.Workloads;
 import dev.faultline.hv.Hypervisor;
+import dev.faultline.paging.DemandPager;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.PageSourceException;
 import dev.faultline.paging.PageStates;
 import dev.faultline.paging.PagingStats;
 import dev.faultline.paging.Prefetch;
+import dev.faultline.paging.exit.ExitPager;
 import dev.faultline.paging.uffd.UffdPager;
 import dev.faultline.vmm.Backends;
 import dev.faultline.vmm.Machine;
@@ -31,9 +33,11 @@ import java.util.function.Function;
  * Restores a snapshot into a fresh machine and runs it to its end.
  * <ul>
  *   <li><b>eager</b>: every chunk is checked, then all stored pages are written into RAM, then the vCPUs start.</li>
- *   <li><b>lazy</b> (kvm): the low 1 MiB (boot tables) is written, the main memslot is registered with
- *       userfaultfd and the vCPUs start at once; every first touch is served from the snapshot by the
- *       paging core ({@link SnapshotSource}, sequential readahead by default). With
+ *   <li><b>lazy</b>: the low 1 MiB (boot tables) is written, the main memslot is made demand-paged
+ *       (kvm: registered with userfaultfd; ref: under exit on missing, every page missing) and the vCPUs
+ *       start at once; every first touch is served from the snapshot by the paging core
+ *       ({@link SnapshotSource}, sequential readahead by default; on ref each vCPU serves its own
+ *       memory-fault exit and re-enters). With
  *       {@link Verify#ON_FIRST_TOUCH} a chunk's SHA-256 is checked when its first stored page is
  *       needed; with {@link Verify#UPFRONT} all of them before the backend is opened. After the guest
  *       ends, pages it never touched are copied in (so RAM equals the snapshotted guest's).</li>
@@ -114,45 +118,54 @@ public final class Restore {
 
     public static Result run(Path dir, Options o) {
         long t0 = System.nanoTime();
-        if (o.mode() == Mode.LAZY && resolvedBackend(o.backend()).equals("ref")) {
-            throw new SnapshotException("lazy restore on the ref backend needs its exit-on-missing memslot flag (seed 000/003; branch "
-                    + "'faults'), which this build does not have yet; use --eager on ref, or --lazy on kvm");
-        }
         try (Snapshot snap = Snapshot.open(dir)) {
             if (o.verify() == Verify.UPFRONT) snap.verifyAllChunks();
             long validated = System.nanoTime() - t0;
             SnapshotDescription d = snap.description();
             FirstEntry first = new FirstEntry();
-            FaultCore core = null;
-            UffdPager pager = null;
-            MemoryPreparer preparer = first.wrap(MemoryPreparer.NONE, null, null);
-            if (o.mode() == Mode.LAZY) {
-                long base = BootProtocol.IMAGE_MIN_GPA;
-                core = new FaultCore(new SnapshotSource(snap), base, d.ramBytes() - base, d.vcpus().size(), o.prefetch(), false);
-                pager = new UffdPager(core, new UffdPager.Config(UffdPager.Mode.MISSING, o.handlers(), 0, false, List.of(), UffdPager.Pinning.NONE));
-                preparer = first.wrap(pager, core, snap);
-            }
-            MachineSpec spec = MachineSpec.resuming(d.ramBytes(), d.vcpus()).withTimeout(o.timeout()).withExitLogLimit(64)
-                    .withMemoryPreparer(preparer);
-            try (Hypervisor hv = o.backends().apply(o.backend()); Machine m = new Machine(hv, spec)) {
-                long machineBuilt = System.nanoTime() - t0;
-                MemorySegment ram = m.ram().segment();
-                if (o.mode() == Mode.EAGER) snap.readInto(ram);
-                else snap.readChunksInto(ram, 0, (int) (BootProtocol.IMAGE_MIN_GPA / SnapshotFormat.CHUNK_BYTES));
-                long memoryReady = System.nanoTime() - t0;
-                RunReport report = m.start().await();
-                long ended = System.nanoTime() - t0;
-                String failure = pager != null && pager.failure() != null ? pager.failure().getMessage() : first.fillFailure;
-                Timings t = new Timings(validated, machineBuilt, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos);
-                Comparison c = compare(d, report, m.ram().segment(), failure);
-                return new Result(d, hv.name(), o.mode(), o.verify(), report, core == null ? null : new PagingStats(core),
-                        snap.chunksVerified(), snap.bytesRead(), t, c, failure);
+            try (Hypervisor hv = o.backends().apply(o.backend())) {
+                FaultCore core = null;
+                DemandPager pager = null;
+                MachineSpec spec = MachineSpec.resuming(d.ramBytes(), d.vcpus()).withTimeout(o.timeout()).withExitLogLimit(64)
+                        .withMemoryPreparer(first.wrap(MemoryPreparer.NONE, null));
+                if (o.mode() == Mode.LAZY) {
+                    pager = lazyPager(hv, snap, o);
+                    core = pager.core();
+                    spec = spec.withMainSlot(0, pager.faultHandler()).withMemoryPreparer(first.wrap(pager, core));
+                }
+                try (Machine m = new Machine(hv, spec)) {
+                    long machineBuilt = System.nanoTime() - t0;
+                    MemorySegment ram = m.ram().segment();
+                    if (o.mode() == Mode.EAGER) snap.readInto(ram);
+                    else snap.readChunksInto(ram, 0, (int) (BootProtocol.IMAGE_MIN_GPA / SnapshotFormat.CHUNK_BYTES));
+                    long memoryReady = System.nanoTime() - t0;
+                    RunReport report = m.start().await();
+                    long ended = System.nanoTime() - t0;
+                    String failure = pager != null && pager.failureMessage() != null ? pager.failureMessage() : first.fillFailure;
+                    Timings t = new Timings(validated, machineBuilt, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos);
+                    Comparison c = compare(d, report, m.ram().segment(), failure);
+                    return new Result(d, hv.name(), o.mode(), o.verify(), report, core == null ? null : new PagingStats(core),
+                            snap.chunksVerified(), snap.bytesRead(), t, c, failure);
+                }
             }
         }
     }
 
-    private static String resolvedBackend(String name) {
-        return name.equals("auto") ? Backends.best().name() : name;
+    /**
+     * The demand pager of a lazy restore: on kvm userfaultfd ({@link UffdPager}, handler threads with
+     * readahead in the background); on ref exit on missing ({@link ExitPager}: each vCPU serves its own
+     * memory-fault exit, readahead windows installed on the faulting vCPU's thread). Both serve the
+     * same checked {@link SnapshotSource}.
+     */
+    private static DemandPager lazyPager(Hypervisor hv, Snapshot snap, Options o) {
+        long base = BootProtocol.IMAGE_MIN_GPA;
+        long size = snap.description().ramBytes() - base;
+        int vcpus = snap.description().vcpus().size();
+        if (hv.name().equals("ref")) {
+            return new ExitPager(new FaultCore(new SnapshotSource(snap), base, size, vcpus, ExitPager.onFaultingThread(o.prefetch()), false));
+        }
+        FaultCore core = new FaultCore(new SnapshotSource(snap), base, size, vcpus, o.prefetch(), false);
+        return new UffdPager(core, new UffdPager.Config(UffdPager.Mode.MISSING, o.handlers(), 0, false, List.of(), UffdPager.Pinning.NONE));
     }
 
     /**
@@ -166,7 +179,7 @@ public final class Restore {
         volatile long fillNanos;
         volatile long prepared;
 
-        MemoryPreparer wrap(MemoryPreparer inner, FaultCore core, Snapshot snap) {
+        MemoryPreparer wrap(MemoryPreparer inner, FaultCore core) {
             return context -> {
                 MemoryPreparer.Session s = inner.prepare(context);
                 prepared = System.nanoTime();
@@ -181,7 +194,7 @@ public final class Restore {
                     @Override
                     public void close() {
                         s.close();
-                        if (core != null && !(inner instanceof UffdPager p && p.failure() != null)) {
+                        if (core != null && !(inner instanceof DemandPager p && p.failureMessage() != null)) {
                             long t = System.nanoTime();
                             fillUntouched(core, context.ram().segment());
                             fillNanos = System.nanoTime() - t;

@@ -113,7 +113,7 @@ class MigrationLoopbackTest {
     }
 
     @ParameterizedTest(name = "{0} to {1}, {2} pre-copy rounds")
-    @CsvSource({"kvm, kvm, 2", "ref, ref, 0", "ref, ref, 2", "kvm, ref, 0", "ref, kvm, 0"})
+    @CsvSource({"kvm, kvm, 2", "ref, ref, 0", "ref, ref, 2", "kvm, ref, 0", "ref, kvm, 0", "kvm, ref, 2"})
     void shouldEndWithEqualRamHashesAcrossBackendsAndWithPrecopy(String from, String to, int rounds) throws Exception {
         requireBackend(from);
         requireBackend(to);
@@ -121,8 +121,38 @@ class MigrationLoopbackTest {
         Map<String, Object> f = o.result().figures();
         assertEquals(true, f.get("final_ram_verified"), f.toString());
         assertEquals(true, f.get("transfer_verified"));
-        if (to.equals("ref")) assertEquals("stop-and-copy", f.get("mode"), "the ref destination cannot demand-page yet");
+        assertEquals(rounds > 0 ? "pre-copy then post-copy" : "post-copy", f.get("mode"), "every destination demand-pages");
+        assertEquals(to.equals("ref") ? "post-copy (exit on missing)" : "post-copy (userfaultfd)", o.destination().get("delivery"));
         if (rounds > 0) assertTrue(((Number) f.get("pages_precopied")).longValue() > 0);
+    }
+
+    /**
+     * Post-copy onto a ref destination: each vCPU serves its own memory-fault exits from the source
+     * over its own urgent connection while the push is installed through FaultCore.offer; every page
+     * of the paged range is installed exactly once, by a fault or by the push.
+     */
+    @ParameterizedTest(name = "{0} to ref, 2 vCPUs")
+    @CsvSource({"kvm", "ref"})
+    void shouldPostCopyToARefDestinationWithEachVcpuServingItsOwnFaults(String from) throws Exception {
+        requireBackend(from);
+        Outcome o = migrate(from, "ref", workload("phases", 2, from), 2, 0, from.equals("kvm") ? 30 : 10);
+        Map<String, Object> f = o.result().figures();
+        Map<String, Object> d = o.destination();
+        assertEquals("post-copy", f.get("mode"));
+        assertEquals("post-copy (exit on missing)", d.get("delivery"));
+        assertEquals(true, f.get("transfer_verified"), f.toString());
+        assertEquals(true, f.get("final_ram_verified"), f.toString());
+        assertEquals(f.get("reference_ram_sha256"), d.get("ram_sha256"));
+        long demanded = ((Number) d.get("pages_demanded")).longValue();
+        long pushedInstalled = ((Number) d.get("pages_pushed_installed")).longValue();
+        assertEquals((MEM - 0x100000) / 4096, demanded + pushedInstalled, "every page of the paged range installed exactly once (faults + pushes)");
+        long faultingVcpus = 0;
+        for (Object x : (List<?>) d.get("fault_latency")) {
+            Map<?, ?> m = (Map<?, ?>) x;
+            if (!"unknown".equals(m.get("vcpu")) && ((Number) m.get("faults")).longValue() > 0) faultingVcpus++;
+        }
+        assertEquals(2, faultingVcpus, "both vCPUs served faults of their own: " + d.get("fault_latency"));
+        assertTrue(demanded > 0 && pushedInstalled > 0, "demanded " + demanded + ", pushed " + pushedInstalled);
     }
 
     @Test
@@ -138,7 +168,11 @@ class MigrationLoopbackTest {
             });
             try (Connection c = new Connection(new Socket(InetAddress.getLoopbackAddress(), server.getLocalPort()), 5_000)) {
                 c.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(9, Protocol.ROLE_MAIN, 0, 4096, MEM, 1, 0x100000, 0, "ref")));
-                assertEquals(Protocol.HELLO_ACK, c.receive("HELLO_ACK").type());
+                Messages.HelloAck ack = Messages.helloAck(c.receive("HELLO_ACK"), c.peer());
+                assertEquals(1, ack.urgentConnections(), "a ref destination demand-pages: one urgent connection per vCPU");
+                Connection u = new Connection(new Socket(InetAddress.getLoopbackAddress(), server.getLocalPort()), 5_000);
+                u.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(9, Protocol.ROLE_URGENT, 0, 4096, 0, 0, 0, 0, "")));
+                answerWarmUps(u);
                 assertEquals(Protocol.READY, c.receive("READY").type());
                 // a PAGES frame, valid on the wire, for a page past the end of RAM
                 c.send(Protocol.PAGES, b -> Messages.pagesHeader(b, new Messages.PagesHeader(MEM, 1, Protocol.PURPOSE_PRECOPY, 0, 1)));
@@ -150,6 +184,20 @@ class MigrationLoopbackTest {
             assertTrue(msg.contains("peer 127.0.0.1:") && msg.contains("PAGES #2") && msg.contains("outside guest RAM")
                     && msg.contains("nothing of it was installed") && msg.contains("never started"), msg);
         }
+    }
+
+    /** A fake source's urgent connection: answers the destination's warm-up requests with zero pages, then nothing. */
+    private static void answerWarmUps(Connection u) {
+        Thread.ofPlatform().daemon().start(() -> {
+            try {
+                while (true) {
+                    Messages.Request r = Messages.request(u.receive("request"), u.peer(), MEM);
+                    u.send(Protocol.PAGES, b -> Messages.pagesHeader(b, new Messages.PagesHeader(r.gpa(), 1, Protocol.PURPOSE_REPLY, r.id(), 1)));
+                }
+            } catch (ProtocolException closed) {
+                System.err.println("fake urgent responder ends: " + closed.getMessage());
+            }
+        });
     }
 
     @Test
@@ -173,16 +221,7 @@ class MigrationLoopbackTest {
                 Connection u = new Connection(new Socket(InetAddress.getLoopbackAddress(), server.getLocalPort()), 5_000);
                 u.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(9, Protocol.ROLE_URGENT, 0, 4096, 0, 0, 0, 0, "")));
                 assertEquals(1, ack.urgentConnections());
-                Thread.ofPlatform().daemon().start(() -> { // answer warm-ups with zero pages, then nothing
-                    try {
-                        while (true) {
-                            Messages.Request r = Messages.request(u.receive("request"), u.peer(), MEM);
-                            u.send(Protocol.PAGES, b -> Messages.pagesHeader(b, new Messages.PagesHeader(r.gpa(), 1, Protocol.PURPOSE_REPLY, r.id(), 1)));
-                        }
-                    } catch (ProtocolException closed) {
-                        System.err.println("fake urgent responder ends: " + closed.getMessage());
-                    }
-                });
+                answerWarmUps(u);
                 Frame ready = c.receive("READY");
                 assertEquals(Protocol.READY, ready.type(), () -> ready.type() == Protocol.ERROR ? Messages.string(ready, "", Protocol.ERROR) : ready.describe());
                 Machine.Execution e = m.start();

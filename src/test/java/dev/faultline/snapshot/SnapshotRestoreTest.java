@@ -16,6 +16,7 @@ import dev.faultline.kvm.HostCapabilities;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.PageStates;
 import dev.faultline.paging.Prefetch;
+import dev.faultline.paging.exit.ExitPager;
 import dev.faultline.paging.uffd.UffdPager;
 import dev.faultline.sys.ErrnoException;
 import dev.faultline.sys.Userfaultfd;
@@ -103,7 +104,8 @@ class SnapshotRestoreTest {
 
     @ParameterizedTest(name = "taken on {0}, restored {2} on {1}, {3} vCPU(s)")
     @CsvSource({"ref, ref, eager, 1", "ref, ref, eager, 2", "kvm, kvm, lazy, 1", "kvm, kvm, lazy, 2", "kvm, kvm, eager, 2",
-            "kvm, ref, eager, 1", "kvm, ref, eager, 2", "ref, kvm, lazy, 1", "ref, kvm, lazy, 2", "ref, kvm, eager, 1"})
+            "kvm, ref, eager, 1", "kvm, ref, eager, 2", "ref, kvm, lazy, 1", "ref, kvm, lazy, 2", "ref, kvm, eager, 1",
+            "ref, ref, lazy, 1", "ref, ref, lazy, 2", "kvm, ref, lazy, 1", "kvm, ref, lazy, 2"})
     void shouldEndARestoredGuestWithTheRamOfAnUninterruptedRun(String from, String to, String mode, int vcpus, @TempDir Path dir) {
         require(from, "eager");
         require(to, mode);
@@ -126,6 +128,11 @@ class SnapshotRestoreTest {
         assertTrue(r.timings().firstEntry() > 0 && r.timings().firstEntry() <= r.timings().ended());
         if (mode.equals("lazy")) {
             assertTrue(r.paging().faults() > 0, "pages were served on demand");
+            if (to.equals("ref")) {
+                // exit delivery: every fault the core served was a memory-fault exit of a vCPU, served on its own thread
+                long exits = r.report().exitCounts().getOrDefault("memory_fault", 0L);
+                assertTrue(exits >= r.paging().faults(), "exits " + exits + ", faults served " + r.paging().faults());
+            }
             assertTrue(r.chunksVerified() < d.chunks().size() || r.paging().faults() > 0);
         } else {
             assertEquals(d.chunks().size(), r.chunksVerified(), "eager restore checks every chunk");
@@ -237,11 +244,52 @@ class SnapshotRestoreTest {
         assertTrue(m.contains("vcpus[0].sregs.efer") && m.contains("long mode"), m);
     }
 
+    /**
+     * Lazy restore on ref (exit on missing): the guest's first touch of a corrupted chunk is a
+     * memory-fault exit whose service fails the chunk's check; the vCPU stops with the chunk named,
+     * no page of that chunk is ever installed (bits still set, pages MISSING, RAM untouched), and
+     * {@link Restore#run} reports it.
+     */
     @Test
-    void shouldRefuseLazyRestoreOnRefUntilItsExitOnMissingFlagExists(@TempDir Path dir) {
-        refSnapshot(dir);
-        String m = refused(dir, counting("lazy"));
-        assertTrue(m.contains("ref backend") && m.contains("exit-on-missing") && m.contains("--eager"), m);
+    void shouldNeverInstallAPageOfAChunkThatFailsItsChecksumOnRef(@TempDir Path dir) throws Exception {
+        Workload w = workload(1);
+        SnapshotDescription d = take("ref", w, 1, dir, true);
+        int bad = (int) (w.layout().sliceStart(0) / SnapshotFormat.CHUNK_BYTES);
+        SnapshotDescription.Chunk c = d.chunks().get(bad);
+        assertTrue(c.pages() > 0, "the working set's chunk holds stamped pages");
+        flip(dir.resolve(SnapshotFormat.MEMORY_FILE), c.offset() + 8);
+        try (Snapshot snap = Snapshot.open(dir); Hypervisor hv = Backends.open("ref")) {
+            long base = BootProtocol.IMAGE_MIN_GPA;
+            ExitPager pager = new ExitPager(new FaultCore(new SnapshotSource(snap), base, MEM - base, 1, Prefetch.NONE, false));
+            MachineSpec spec = MachineSpec.resuming(MEM, d.vcpus()).withTimeout(TIMEOUT).withMainSlot(0, pager.faultHandler())
+                    .withMemoryPreparer(pager);
+            try (Machine m = new Machine(hv, spec)) {
+                snap.readChunksInto(m.ram().segment(), 0, 1);
+                RunReport r = m.run();
+                assertFalse(r.clean());
+                String why = pager.failureMessage();
+                assertNotNull(why);
+                assertTrue(why.contains("chunk " + bad + " ") && why.contains("corrupted"), why);
+                String detail = r.vcpus().get(0).detail();
+                assertTrue(detail.contains("memory fault at gpa 0x" + Long.toHexString(bad)) && detail.contains(why), detail);
+                FaultCore core = pager.core();
+                long first = core.pageOf((long) bad * SnapshotFormat.CHUNK_BYTES);
+                for (long p = first; p < first + SnapshotFormat.PAGES_PER_CHUNK; p++) {
+                    long gpa = core.gpaOf(p);
+                    if (snap.pageMap().isStored(gpa / 4096)) {
+                        assertEquals(PageStates.MISSING, core.states().get(p), "stored page 0x" + Long.toHexString(gpa) + " of the bad chunk");
+                        assertTrue(pager.bitmap().isMissing(gpa), "the guest can never read page 0x" + Long.toHexString(gpa));
+                    }
+                }
+                assertFalse(snap.isVerified(bad));
+                assertEquals(-1, m.ram().segment().asSlice((long) bad * SnapshotFormat.CHUNK_BYTES, SnapshotFormat.CHUNK_BYTES)
+                        .mismatch(MemorySegment.ofArray(new byte[SnapshotFormat.CHUNK_BYTES])), "nothing of the bad chunk reached RAM");
+            }
+        }
+        Restore.Result r = Restore.run(dir, Restore.Options.of("ref", Restore.Mode.LAZY));
+        assertFalse(r.ok());
+        assertTrue(r.failure() != null && r.failure().contains("chunk " + bad + " "), r.failure());
+        assertTrue(r.comparison().verdict().contains("chunk " + bad + " "), r.comparison().verdict());
     }
 
     /**

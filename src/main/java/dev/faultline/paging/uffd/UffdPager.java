@@ -1,13 +1,14 @@
 package dev.faultline.paging.uffd;
 
 import dev.faultline.guest.BootProtocol;
+import dev.faultline.paging.DemandPager;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.Installer;
 import dev.faultline.sys.HostMemory;
 import dev.faultline.sys.Libc;
 import dev.faultline.sys.Userfaultfd;
 import dev.faultline.vmm.GuestRam;
-import dev.faultline.vmm.MemoryPreparer;
+import dev.faultline.vmm.MemoryFaultHandler;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicIntegerArray;
@@ -23,7 +24,7 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
  * two handlers read the same queue). {@link Config#splitGpas} lets the caller align the parts with
  * the vCPUs' working areas, which makes "one handler thread per vCPU" literal.
  */
-public final class UffdPager implements MemoryPreparer {
+public final class UffdPager implements DemandPager {
     public enum Mode { MISSING, MINOR }
 
     /**
@@ -61,8 +62,17 @@ public final class UffdPager implements MemoryPreparer {
         this.config = config;
     }
 
-    public FaultCore core() { return core; }
+    @Override public FaultCore core() { return core; }
     public Config config() { return config; }
+
+    /** vCPUs wait for their pages in the kernel: no memory-fault exit is ever delivered for them. */
+    @Override public MemoryFaultHandler faultHandler() { return MemoryFaultHandler.NONE; }
+
+    @Override
+    public String failureMessage() {
+        RuntimeException e = failure();
+        return e == null ? null : e.getMessage();
+    }
 
     /** The first failure of a handler thread in the last run (a source error, an unexpected errno), or null. */
     public RuntimeException failure() {
@@ -77,6 +87,7 @@ public final class UffdPager implements MemoryPreparer {
      * caller and a staging buffer of {@code maxRunPages}; zero runs are mapped with UFFDIO_ZEROPAGE.
      * Only while a run is prepared (after {@code Machine.start()}); the lanes are used by one thread.
      */
+    @Override
     public synchronized List<FaultCore.Lane> addLanes(String name, int maxRunPages) {
         if (running == null || running.closed) throw new IllegalStateException("lanes can be added only while the machine runs");
         if (config.mode() != Mode.MISSING) throw new IllegalStateException("lanes for offered pages need MISSING mode (UFFDIO_COPY)");

@@ -10,7 +10,7 @@ import dev.faultline.hv.VcpuExit;
 import dev.faultline.hv.Vm;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.Prefetch;
-import dev.faultline.paging.exit.ExitFaultHandler;
+import dev.faultline.paging.exit.ExitPager;
 import dev.faultline.sys.Errno;
 import dev.faultline.vmm.MemoryFaultHandler;
 import dev.faultline.vmm.MemoryPreparer;
@@ -53,7 +53,7 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
     private long ramSize;
     private CleanCopies copies;
     private UserfaultBitmap missing;
-    private ExitFaultHandler installer;
+    private ExitPager installer;
     private AtomicLongArray privateBits;
     private VcpuExit.MemoryFault backgroundFault;
 
@@ -123,10 +123,11 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
         if (plan.exitOnMissing()) {
             // The VMM keeps what it loaded as clean copies and drops it from RAM: every page is missing.
             for (long g = MAIN; g < ramSize; g += 4096) if (copies.hadData(g)) ram.asSlice(g, 4096).fill((byte) 0);
-            missing = UserfaultBitmap.allMissing(MAIN, mainSize);
-            main = main.withUserfault(missing);
-            FaultCore core = new FaultCore(copies, MAIN, mainSize, vcpus + 1, Prefetch.NONE, false);
-            installer = new ExitFaultHandler(core, c.ram().memory(), vcpus + 1, missing::markPresent);
+            // The shared exit-on-missing pager (as lazy restore and post-copy on ref use it) over the
+            // clean copies; one extra lane for the async-PF worker.
+            installer = new ExitPager(new FaultCore(copies, MAIN, mainSize, vcpus + 1, Prefetch.NONE, false), 1);
+            main = installer.attach(main, c.ram().memory(), vcpus + 1);
+            missing = installer.bitmap();
             reslot = true;
         }
         if (reslot) {
