@@ -45,6 +45,10 @@ public final class RefVcpu implements Vcpu {
     private VcpuExit exit;
     private volatile boolean kicked;
     private volatile Thread runningThread;
+    /** True while this vCPU's thread may use its TLB (inside run(), outside an async-PF halt). */
+    private volatile boolean inGuest;
+    /** The MMU generation this vCPU has flushed its TLB for; read by {@link RefVm#flushRemoteTlbs()}. */
+    private volatile int ackedMmuGeneration;
     private int seenMmuGeneration, seenCodeGeneration;
 
     private final MemorySegment ioBuffer = MemorySegment.ofArray(new long[1]);
@@ -126,6 +130,7 @@ public final class RefVcpu implements Vcpu {
         bareErrno = 0;
         runSerial++;
         try {
+            enterGuest();
             completePending();
             if (forcedBareErrno != 0) {
                 bareErrno = forcedBareErrno;
@@ -141,8 +146,25 @@ public final class RefVcpu implements Vcpu {
             }
             return exit;
         } finally {
+            inGuest = false;
             runningThread = null;
         }
+    }
+
+    Thread runningThread() { return runningThread; }
+    boolean inGuest() { return inGuest; }
+    int ackedMmuGeneration() { return ackedMmuGeneration; }
+
+    /** Announces that this thread will use the TLB, then catches up with every MMU change made so far. */
+    private void enterGuest() {
+        inGuest = true;
+        int g = vm.mmuGeneration();
+        if (g != seenMmuGeneration) {
+            seenMmuGeneration = g;
+            cpu.mmu.flush();
+            cpu.flushCode();
+        }
+        ackedMmuGeneration = g;
     }
 
     /**
@@ -200,6 +222,7 @@ public final class RefVcpu implements Vcpu {
             seenMmuGeneration = g;
             cpu.mmu.flush();
             cpu.flushCode();
+            ackedMmuGeneration = g;
         }
         int c = vm.codeGeneration();
         if (c != seenCodeGeneration) {
@@ -271,7 +294,9 @@ public final class RefVcpu implements Vcpu {
             asyncGpa = gpaPage;
             asyncState = ASYNC_PENDING;
             vm.submitAsync();
+            inGuest = false;  // halted: no translation is used while waiting, so remote flushes need not wait for us
             while (asyncState == ASYNC_PENDING && !kicked) LockSupport.parkNanos(this, 100_000);
+            enterGuest();
             int st = asyncState;
             if (st == ASYNC_FAILED && !vm.asyncNaive()) asyncErrorGfn = gfn;
             if (st != ASYNC_PENDING) asyncState = ASYNC_IDLE;

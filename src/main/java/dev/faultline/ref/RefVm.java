@@ -152,7 +152,7 @@ public final class RefVm implements Vm {
         RefMemslot[] arr = next.toArray(new RefMemslot[0]);
         Arrays.sort(arr, (a, b) -> Long.compareUnsigned(a.gpa, b.gpa));
         slots = arr;
-        mmuGeneration++;
+        flushRemoteTlbs();
     }
 
     private void checkFaultFlags(MemorySlot slot, String subject) {
@@ -283,7 +283,7 @@ public final class RefVm implements Vm {
                 }
             }
         }
-        mmuGeneration++;
+        flushRemoteTlbs();
     }
 
     /** Whether gfn {@code gfn} has the PRIVATE attribute (lock-free read). */
@@ -294,7 +294,7 @@ public final class RefVm implements Vm {
     @Override
     public synchronized void injectPoison(long gpa) {
         RefMemslot s = poisonSlot(gpa, "inject poison");
-        if (s.setPoison(s.pageIndex(gpa), true)) mmuGeneration++;
+        if (s.setPoison(s.pageIndex(gpa), true)) flushRemoteTlbs();
     }
 
     @Override
@@ -364,7 +364,24 @@ public final class RefVm implements Vm {
                 bits[i] = 0;
             }
         }
-        mmuGeneration++;  // write-protect again: vCPUs drop write TLB entries and re-log the next write
+        // Write-protect again before returning, as KVM does: every vCPU drops its writable translations,
+        // so a write after this call is logged in the next harvest, never lost between two.
+        flushRemoteTlbs();
+    }
+
+    /**
+     * KVM's remote TLB flush: bumps the MMU generation and returns only when no vCPU can still use a
+     * translation made before it. A vCPU outside the guest catches up on entry; one inside acknowledges
+     * at its next page boundary. (The vCPU writes {@code inGuest} then reads the generation; this writes
+     * the generation then reads {@code inGuest}: with volatiles, at least one side sees the other.)
+     */
+    synchronized void flushRemoteTlbs() {
+        int g = ++mmuGeneration;
+        Thread me = Thread.currentThread();
+        for (RefVcpu v : vcpuArray) {
+            if (v.runningThread() == me) continue;
+            while (v.inGuest() && v.ackedMmuGeneration() - g < 0) Thread.onSpinWait();
+        }
     }
 
     // ---------------------------------------------------------------- vCPUs

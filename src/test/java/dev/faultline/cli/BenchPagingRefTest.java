@@ -24,7 +24,7 @@ class BenchPagingRefTest {
         all[0] = "bench";
         all[1] = "paging";
         System.arraycopy(args, 0, all, 2, args.length);
-        CliTest.Outcome o = CliTest.cli(all);
+        CliCapture.Outcome o = CliTest.cli(all);
         assertEquals(0, o.code(), String.join(" ", args) + " -> " + o.err());
         return o.json();
     }
@@ -116,7 +116,7 @@ class BenchPagingRefTest {
             all[1] = "paging";
             System.arraycopy(args, 0, all, 2, args.length);
             all[all.length - 1] = "--mem-per-vcpu=1M";
-            CliTest.Outcome o = CliTest.cli(all);
+            CliCapture.Outcome o = CliTest.cli(all);
             assertEquals(2, o.code(), String.join(" ", args) + " -> " + o.err());
             assertEquals(1, o.err().strip().lines().count(), "one line: " + o.err());
             assertFalse(o.err().contains("\tat "), o.err());
