@@ -3,9 +3,12 @@ package dev.faultline.guest;
 import static dev.faultline.guest.BootProtocol.*;
 
 import dev.faultline.hv.DescriptorTable;
+import dev.faultline.hv.MemorySlot;
 import dev.faultline.hv.Regs;
 import dev.faultline.hv.Segment;
 import dev.faultline.hv.Sregs;
+import dev.faultline.hv.Vcpu;
+import dev.faultline.sys.HostMemory;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
@@ -99,5 +102,21 @@ public final class BootSetup {
 
     private static void put(MemorySegment ram, long gpa, long value) {
         ram.set(ValueLayout.JAVA_LONG_UNALIGNED, gpa, value);
+    }
+
+    /** Memslot {@link BootProtocol#SLOT_LOW}: guest [0, 1 MiB) of {@code ram}, what the VMM places there. */
+    public static MemorySlot lowSlot(HostMemory ram, int flags) {
+        return MemorySlot.of(SLOT_LOW, 0, ram, 0, IMAGE_MIN_GPA, flags);
+    }
+
+    /** Memslot {@link BootProtocol#SLOT_MAIN}: guest [1 MiB, RAM) of {@code ram}, the image and its data. */
+    public static MemorySlot mainSlot(HostMemory ram, int flags) {
+        return MemorySlot.of(SLOT_MAIN, IMAGE_MIN_GPA, ram, IMAGE_MIN_GPA, ram.size() - IMAGE_MIN_GPA, flags);
+    }
+
+    /** Puts {@code vcpu} (number {@code index} of {@code count}) in the boot protocol's entry state at {@code entry}. */
+    public static void boot(Vcpu vcpu, long entry, int index, int count) {
+        vcpu.setSregs(sregs(vcpu.getSregs()));
+        vcpu.setRegs(regs(entry, index, count));
     }
 }

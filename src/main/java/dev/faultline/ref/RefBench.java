@@ -2,11 +2,10 @@ package dev.faultline.ref;
 
 import dev.faultline.guest.BootProtocol;
 import dev.faultline.guest.BootSetup;
+import dev.faultline.guest.GuestImage;
 import dev.faultline.hv.Caps;
-import dev.faultline.hv.MemorySlot;
 import dev.faultline.hv.VcpuExit;
 import dev.faultline.sys.HostMemory;
-import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
@@ -65,15 +64,12 @@ public final class RefBench {
         long ramSize = 4L << 20;
         try (HostMemory ram = HostMemory.anonymous(ramSize); RefHypervisor hv = new RefHypervisor();
              RefVm vm = (RefVm) hv.createVm(Caps.VM_TYPE_DEFAULT)) {
-            vm.setMemorySlot(MemorySlot.of(BootProtocol.SLOT_LOW, 0, ram, 0, BootProtocol.IMAGE_MIN_GPA, 0));
-            vm.setMemorySlot(MemorySlot.of(BootProtocol.SLOT_MAIN, BootProtocol.IMAGE_MIN_GPA, ram, BootProtocol.IMAGE_MIN_GPA,
-                    ramSize - BootProtocol.IMAGE_MIN_GPA, 0));
-            BootSetup.writeSystemTables(ram.segment(), ramSize);
-            byte[] img = loopImage(iterations);
-            MemorySegment.copy(MemorySegment.ofArray(img), 0, ram.segment(), BootProtocol.DEFAULT_LOAD_GPA, img.length);
+            vm.setMemorySlot(BootSetup.lowSlot(ram, 0));
+            vm.setMemorySlot(BootSetup.mainSlot(ram, 0));
+            GuestImage.of(loopImage(iterations), BootProtocol.DEFAULT_LOAD_GPA, BootProtocol.DEFAULT_LOAD_GPA)
+                    .installWithSystemTables(ram.segment(), ramSize);
             RefVcpu v = (RefVcpu) vm.createVcpu(0);
-            v.setSregs(BootSetup.sregs(v.getSregs()));
-            v.setRegs(BootSetup.regs(BootProtocol.DEFAULT_LOAD_GPA, 0, 1));
+            BootSetup.boot(v, BootProtocol.DEFAULT_LOAD_GPA, 0, 1);
             long before = v.instructionsRetired();
             long t0 = System.nanoTime();
             for (;;) {

@@ -1,7 +1,7 @@
 package dev.faultline.vmm;
 
 import dev.faultline.guest.BootProtocol;
-import dev.faultline.hv.MemorySlot;
+import dev.faultline.guest.BootSetup;
 import dev.faultline.hv.Vm;
 import dev.faultline.sys.HostMemory;
 import java.lang.foreign.MemorySegment;
@@ -40,9 +40,8 @@ public final class GuestRam implements AutoCloseable {
 
     /** Installs the two RAM slots; {@code mainFlags} are the memslot flags of the main slot. */
     public void install(Vm vm, int lowFlags, int mainFlags) {
-        long low = BootProtocol.IMAGE_MIN_GPA;
-        vm.setMemorySlot(MemorySlot.of(BootProtocol.SLOT_LOW, 0, memory, 0, low, lowFlags));
-        vm.setMemorySlot(MemorySlot.of(BootProtocol.SLOT_MAIN, low, memory, low, size() - low, mainFlags));
+        vm.setMemorySlot(BootSetup.lowSlot(memory, lowFlags));
+        vm.setMemorySlot(BootSetup.mainSlot(memory, mainFlags));
     }
 
     public HostMemory memory() { return memory; }

@@ -38,8 +38,7 @@ public final class Machine implements AutoCloseable {
                 if (spec.awaitsState()) {
                     continue; // loadState() sets it before the start
                 } else if (spec.initialState() == null) {
-                    c.setSregs(BootSetup.sregs(c.getSregs()));
-                    c.setRegs(BootSetup.regs(spec.image().entry(), i, spec.vcpus()));
+                    BootSetup.boot(c, spec.image().entry(), i, spec.vcpus());
                 } else {
                     VcpuState st = spec.initialState().get(i);
                     c.setSregs(st.sregs());

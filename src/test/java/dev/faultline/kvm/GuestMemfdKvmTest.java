@@ -58,8 +58,7 @@ class GuestMemfdKvmTest {
                             0xe7, BootProtocol.PORT_DONE, 0xf4};
                     for (int i = 0; i < code.length; i++) ram.segment().set(ValueLayout.JAVA_BYTE, BootProtocol.DEFAULT_LOAD_GPA + i, (byte) code[i]);
                     Vcpu vcpu = vm.createVcpu(0);
-                    vcpu.setSregs(BootSetup.sregs(vcpu.getSregs()));
-                    vcpu.setRegs(BootSetup.regs(BootProtocol.DEFAULT_LOAD_GPA, 0, 1));
+                    BootSetup.boot(vcpu, BootProtocol.DEFAULT_LOAD_GPA, 0, 1);
                     VcpuExit exit = vcpu.run();
                     System.out.println("guest read of a guest_memfd slot: " + exit.record());
                     VcpuExit.Io done = assertInstanceOf(VcpuExit.Io.class, exit);

@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.*;
 import dev.faultline.guest.BootProtocol;
 import dev.faultline.guest.BootSetup;
 import dev.faultline.hv.Caps;
-import dev.faultline.hv.MemorySlot;
 import dev.faultline.hv.Regs;
 import dev.faultline.hv.Sregs;
 import dev.faultline.hv.Vcpu;
@@ -34,13 +33,11 @@ class LongModeKvmTest {
         kvm = KvmAssumptions.openKvmOrSkip();
         vm = kvm.createVm(Caps.VM_TYPE_DEFAULT);
         ram = HostMemory.anonymous(RAM);
-        vm.setMemorySlot(MemorySlot.of(BootProtocol.SLOT_LOW, 0, ram, 0, BootProtocol.IMAGE_MIN_GPA, 0));
-        vm.setMemorySlot(MemorySlot.of(BootProtocol.SLOT_MAIN, BootProtocol.IMAGE_MIN_GPA, ram, BootProtocol.IMAGE_MIN_GPA,
-                RAM - BootProtocol.IMAGE_MIN_GPA, 0));
+        vm.setMemorySlot(BootSetup.lowSlot(ram, 0));
+        vm.setMemorySlot(BootSetup.mainSlot(ram, 0));
         BootSetup.writeSystemTables(ram.segment(), RAM);
         vcpu = vm.createVcpu(0);
-        vcpu.setSregs(BootSetup.sregs(vcpu.getSregs()));
-        vcpu.setRegs(BootSetup.regs(BootProtocol.DEFAULT_LOAD_GPA, 0, 1));
+        BootSetup.boot(vcpu, BootProtocol.DEFAULT_LOAD_GPA, 0, 1);
     }
 
     @AfterEach

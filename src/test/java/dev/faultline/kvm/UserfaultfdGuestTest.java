@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.*;
 import dev.faultline.guest.BootProtocol;
 import dev.faultline.guest.BootSetup;
 import dev.faultline.hv.Caps;
-import dev.faultline.hv.MemorySlot;
 import dev.faultline.hv.Vcpu;
 import dev.faultline.hv.VcpuExit;
 import dev.faultline.hv.Vm;
@@ -39,8 +38,8 @@ class UserfaultfdGuestTest {
             throw e;
         }
         try (kvm; uffd; HostMemory ram = HostMemory.anonymous(RAM); Vm vm = kvm.createVm(Caps.VM_TYPE_DEFAULT)) {
-            vm.setMemorySlot(MemorySlot.of(0, 0, ram, 0, BootProtocol.IMAGE_MIN_GPA, 0));
-            vm.setMemorySlot(MemorySlot.of(1, BootProtocol.IMAGE_MIN_GPA, ram, BootProtocol.IMAGE_MIN_GPA, RAM - BootProtocol.IMAGE_MIN_GPA, 0));
+            vm.setMemorySlot(BootSetup.lowSlot(ram, 0));
+            vm.setMemorySlot(BootSetup.mainSlot(ram, 0));
             BootSetup.writeSystemTables(ram.segment(), RAM);
             int[] code = {0x48, 0x8b, 0x04, 0x25, 0x08, 0x00, 0x30, 0x00,                     // mov rax, [0x300008]
                     0xe7, BootProtocol.PORT_REPORT,                                          // out 0xf0, eax
@@ -71,8 +70,7 @@ class UserfaultfdGuestTest {
             });
             try {
                 Vcpu vcpu = vm.createVcpu(0);
-                vcpu.setSregs(BootSetup.sregs(vcpu.getSregs()));
-                vcpu.setRegs(BootSetup.regs(BootProtocol.DEFAULT_LOAD_GPA, 0, 1));
+                BootSetup.boot(vcpu, BootProtocol.DEFAULT_LOAD_GPA, 0, 1);
                 VcpuExit.Io report = assertInstanceOf(VcpuExit.Io.class, vcpu.run());
                 assertEquals(BootProtocol.PORT_REPORT, report.port());
                 assertEquals(0x300042, report.value(), "the guest read the page the handler installed");

@@ -29,8 +29,8 @@ final class FaultVm implements AutoCloseable {
 
     FaultVm(byte[] image, int nvcpus, int vmType, boolean exitOnMissing) {
         vm = (RefVm) new RefHypervisor().createVm(vmType);
-        vm.setMemorySlot(MemorySlot.of(BootProtocol.SLOT_LOW, 0, ram, 0, MAIN, 0));
-        MemorySlot main = MemorySlot.of(BootProtocol.SLOT_MAIN, MAIN, ram, MAIN, RAM - MAIN, 0);
+        vm.setMemorySlot(BootSetup.lowSlot(ram, 0));
+        MemorySlot main = BootSetup.mainSlot(ram, 0);
         if (vmType == Caps.VM_TYPE_SW_PROTECTED) {
             gmem = (RefGuestMemfd) vm.createGuestMemfd(RAM - MAIN, 0);
             main = main.withGuestMemfd(gmem, 0);
@@ -45,8 +45,7 @@ final class FaultVm implements AutoCloseable {
         MemorySegment.copy(MemorySegment.ofArray(image), 0, mem, BootProtocol.DEFAULT_LOAD_GPA, image.length);
         for (int i = 0; i < nvcpus; i++) {
             RefVcpu v = (RefVcpu) vm.createVcpu(i);
-            v.setSregs(BootSetup.sregs(v.getSregs()));
-            v.setRegs(BootSetup.regs(BootProtocol.DEFAULT_LOAD_GPA, i, nvcpus));
+            BootSetup.boot(v, BootProtocol.DEFAULT_LOAD_GPA, i, nvcpus);
             vcpus.add(v);
         }
     }

@@ -4,7 +4,6 @@ import dev.faultline.guest.BootProtocol;
 import dev.faultline.guest.BootSetup;
 import dev.faultline.hv.Caps;
 import dev.faultline.hv.ExitRecord;
-import dev.faultline.hv.MemorySlot;
 import dev.faultline.hv.Regs;
 import dev.faultline.hv.VcpuExit;
 import dev.faultline.sys.HostMemory;
@@ -38,15 +37,13 @@ final class GuestMachine implements AutoCloseable {
         ram = HostMemory.anonymous(ramSize);
         mem = ram.segment();
         vm = (RefVm) hv.createVm(Caps.VM_TYPE_DEFAULT);
-        vm.setMemorySlot(MemorySlot.of(BootProtocol.SLOT_LOW, 0, ram, 0, BootProtocol.IMAGE_MIN_GPA, 0));
-        vm.setMemorySlot(MemorySlot.of(BootProtocol.SLOT_MAIN, BootProtocol.IMAGE_MIN_GPA, ram, BootProtocol.IMAGE_MIN_GPA,
-                ramSize - BootProtocol.IMAGE_MIN_GPA, 0));
+        vm.setMemorySlot(BootSetup.lowSlot(ram, 0));
+        vm.setMemorySlot(BootSetup.mainSlot(ram, 0));
         BootSetup.writeSystemTables(mem, ramSize);
         MemorySegment.copy(MemorySegment.ofArray(image), 0, mem, BootProtocol.DEFAULT_LOAD_GPA, image.length);
         for (int i = 0; i < nvcpus; i++) {
             RefVcpu v = (RefVcpu) vm.createVcpu(i);
-            v.setSregs(BootSetup.sregs(v.getSregs()));
-            v.setRegs(BootSetup.regs(entry, i, nvcpus));
+            BootSetup.boot(v, entry, i, nvcpus);
             vcpus.add(v);
         }
     }

@@ -30,7 +30,6 @@ import dev.faultline.vmm.MachineSpec;
 import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.VcpuOutcome;
 import dev.faultline.vmm.VcpuResult;
-import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -541,20 +540,17 @@ public final class Scenarios {
         BareRef(GuestImage img, int type, boolean exitOnMissing) {
             vm = (RefVm) new RefHypervisor().createVm(type);
             long main = BootProtocol.IMAGE_MIN_GPA;
-            vm.setMemorySlot(MemorySlot.of(BootProtocol.SLOT_LOW, 0, ram, 0, main, 0));
-            MemorySlot slot = MemorySlot.of(BootProtocol.SLOT_MAIN, main, ram, main, RAM - main, 0);
+            vm.setMemorySlot(BootSetup.lowSlot(ram, 0));
+            MemorySlot slot = BootSetup.mainSlot(ram, 0);
             if (exitOnMissing) {
                 missing = UserfaultBitmap.allMissing(main, RAM - main);
                 missing.markPresent(LOAD, (img.size() + 0xfffL) & ~0xfffL);
                 slot = slot.withUserfault(missing);
             }
             vm.setMemorySlot(slot);
-            MemorySegment mem = ram.segment();
-            BootSetup.writeSystemTables(mem, RAM);
-            MemorySegment.copy(MemorySegment.ofArray(img.bytes()), 0, mem, LOAD, img.size());
+            img.installWithSystemTables(ram.segment(), RAM);
             vcpu = (RefVcpu) vm.createVcpu(0);
-            vcpu.setSregs(BootSetup.sregs(vcpu.getSregs()));
-            vcpu.setRegs(BootSetup.regs(LOAD, 0, 1));
+            BootSetup.boot(vcpu, LOAD, 0, 1);
         }
 
         @Override
