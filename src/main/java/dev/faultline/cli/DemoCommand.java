@@ -54,12 +54,18 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "auto", description = "kvm, ref or auto. Default: ${DEFAULT-VALUE}.")
     String backend;
 
+    @Option(names = "--no-priorities",
+            description = "Leave every thread at the default CPU priority. Without it, threads a faulting vCPU waits for run SCHED_FIFO "
+                    + "(else nice -15) and the threads that move pushed pages run at nice -10, so that two busy vCPUs on a small host "
+                    + "do not starve the migration (needs root or CAP_SYS_NICE; what each thread got is reported).")
+    boolean noPriorities;
+
     @Override
     public Integer call() throws IOException, InterruptedException {
         Backends.Choice choice = backend.equals("auto") ? Backends.best() : new Backends.Choice(backend, "asked for with --backend");
         Progress progress = new Progress(json);
         progress.phase("faultline demo: backend " + choice.name() + ": " + choice.why());
-        Process child = startDestination(choice.name());
+        Process child = startDestination(choice.name(), !noPriorities);
         try {
             BufferedReader err = new BufferedReader(new InputStreamReader(child.getErrorStream(), StandardCharsets.UTF_8));
             int port = -1;
@@ -92,7 +98,8 @@ final class DemoCommand implements Callable<Integer> {
             opts.maxExitLog = 0;
             GuestOptions.Source src = new GuestOptions.Source();
             src.workload = "phases";
-            MigrationSource.Options mo = new MigrationSource.Options("127.0.0.1", port, after, precopyRounds, 10_000, true, Duration.ofSeconds(120));
+            MigrationSource.Options mo = new MigrationSource.Options("127.0.0.1", port, after, precopyRounds, 10_000, true, Duration.ofSeconds(120),
+                    !noPriorities, 0);
             SourceSide.Outcome o;
             try {
                 o = SourceSide.run(opts, src, mo, fill, true, progress);
@@ -133,10 +140,11 @@ final class DemoCommand implements Callable<Integer> {
     }
 
     /** The destination: this same program, as a child process, on a free loopback port. */
-    private static Process startDestination(String backend) throws IOException {
+    private static Process startDestination(String backend, boolean priorities) throws IOException {
         String java = ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         List<String> cmd = new ArrayList<>(List.of(java, "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                 "dev.faultline.cli.Main", "migrate", "listen", "--port", "0", "--bind", "127.0.0.1", "--backend", backend, "--guest-timeout", "120"));
+        if (!priorities) cmd.add("--no-priorities");
         ProcessBuilder pb = new ProcessBuilder(cmd);
         return pb.start();
     }

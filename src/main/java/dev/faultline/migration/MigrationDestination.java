@@ -17,6 +17,7 @@ import dev.faultline.vmm.MachineSpec;
 import dev.faultline.vmm.MemoryFaultHandler;
 import dev.faultline.vmm.MemoryPreparer;
 import dev.faultline.vmm.RunReport;
+import dev.faultline.vmm.ThreadPriority;
 import dev.faultline.vmm.VcpuResult;
 import dev.faultline.vmm.VcpuState;
 import java.io.IOException;
@@ -56,7 +57,12 @@ public final class MigrationDestination {
      * @param timeoutMillis  how long the peer may stay silent while this side waits for a message
      * @param guestTimeout   how long the migrated guest may run
      */
-    public record Options(String backend, int timeoutMillis, Duration guestTimeout) {}
+    /**
+     * @param priorities raise the CPU priority of the userfaultfd handlers ({@link ThreadPriority#FAULT_PATH})
+     *                   and of the thread that installs pushed pages ({@link ThreadPriority#TRANSFER}); false
+     *                   leaves every thread at the default
+     */
+    public record Options(String backend, int timeoutMillis, Duration guestTimeout, boolean priorities) {}
 
     /** Warm-up requests per urgent connection before READY (runs the fault path's code hot on both sides). */
     static final int WARM_UP_REQUESTS = 2000;
@@ -134,7 +140,12 @@ public final class MigrationDestination {
         Map<String, Object> run() throws IOException {
             try {
                 handshake();
-                receiveUntilPushDone();
+                try {
+                    receiveUntilPushDone();
+                    if (exec != null) installerCpuNanos = java.lang.management.ManagementFactory.getThreadMXBean().getCurrentThreadCpuTime() - installerCpu0;
+                } finally {
+                    if (installerPriority != null) ThreadPriority.resetCurrentThread();
+                }
                 Map<String, Object> report = finish();
                 return report;
             } catch (ProtocolException | dev.faultline.paging.PageSourceException e) {
@@ -158,6 +169,7 @@ public final class MigrationDestination {
         }
 
         private void handshake() throws IOException {
+            MigrationEvents.warmUp();
             MigrationEvents.Phase ev = new MigrationEvents.Phase();
             ev.begin();
             hello = Messages.hello(main.receive("HELLO"), main.peer());
@@ -296,6 +308,9 @@ public final class MigrationDestination {
             pageCrcs[(int) (gpa / Protocol.PAGE)] = zero ? Pages.zeroPageCrc() : Pages.crc(data, off);
         }
 
+        private ThreadPriority.Applied installerPriority;
+        private long installerCpu0, installerCpuNanos;
+
         private void receiveUntilPushDone() throws IOException {
             MemorySegment ram = machine.ram().segment();
             // before the switch-over the source runs its guest (and pre-copies): silence is normal
@@ -392,8 +407,10 @@ public final class MigrationDestination {
             long t2 = System.nanoTime();
             exec = machine.start();
             long t3 = System.nanoTime();
-            // from here this thread installs pushed pages: behind faults and vCPUs
-            dev.faultline.sys.Libc.niceCurrentThread(MigrationSource.BACKGROUND_NICE);
+            // from here this thread installs pushed pages: after faults, before guest code (it needs
+            // little CPU, but needs it when the data is there)
+            if (options.priorities()) installerPriority = ThreadPriority.TRANSFER.applyToCurrentThread();
+            installerCpu0 = java.lang.management.ManagementFactory.getThreadMXBean().getCurrentThreadCpuTime();
             switchParts = Map.of("load_state_ms", ms(t1 - t0), "mark_precopied_present_ms", ms(t2 - t1), "start_machine_ms", ms(t3 - t2));
             if (demandPaging) pushLanes = pager.addLanes("push", Protocol.MAX_PAGES_PER_MESSAGE);
             ev.end();
@@ -445,7 +462,8 @@ public final class MigrationDestination {
          */
         private DemandPager pagerFor(FaultCore c, int lanes) {
             if (backend.equals("ref")) return new ExitPager(c);
-            return new UffdPager(c, new UffdPager.Config(UffdPager.Mode.MISSING, lanes, 0, false, List.of(), UffdPager.Pinning.NONE));
+            return new UffdPager(c, new UffdPager.Config(UffdPager.Mode.MISSING, lanes, 0, false, List.of(), UffdPager.Pinning.NONE,
+                    options.priorities() ? ThreadPriority.FAULT_PATH : null));
         }
 
         private String delivery() {
@@ -497,6 +515,19 @@ public final class MigrationDestination {
             return m;
         }
 
+        private Object priorities() {
+            if (!options.priorities()) return "default (not raised)";
+            Map<String, Object> m = new LinkedHashMap<>();
+            if (pager instanceof UffdPager u) {
+                List<ThreadPriority.Applied> hs = u.handlerPriorities();
+                for (int i = 0; i < hs.size(); i++) m.put("uffd-handler-" + i, hs.get(i).description());
+            } else if (demandPaging) {
+                m.put("vcpu threads", "default (on ref each vCPU thread serves its own faults)");
+            }
+            if (installerPriority != null) m.put("push installer", installerPriority.description());
+            return m;
+        }
+
         private Map<String, Object> report(RunReport r, long transferredNanos, byte[] digest) {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("backend", backend);
@@ -511,6 +542,8 @@ public final class MigrationDestination {
             m.put("pages_at_switchover", switchoverPages);
             m.put("pages_discarded_as_dirty", discardedPages);
             m.put("push_messages", pushedMessages);
+            m.put("thread_priorities", priorities());
+            m.put("push_installer_cpu_ms", ms(installerCpuNanos));
             m.put("pages_pushed", pushedPages);
             m.put("pages_pushed_installed", pushedInstalled);
             m.put("bytes_received", main.bytesReceived() + urgent.stream().mapToLong(Connection::bytesReceived).sum());

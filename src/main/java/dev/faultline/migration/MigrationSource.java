@@ -3,6 +3,7 @@ package dev.faultline.migration;
 import dev.faultline.guest.BootProtocol;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.RunReport;
+import dev.faultline.vmm.ThreadPriority;
 import dev.faultline.vmm.VcpuState;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -34,8 +35,6 @@ import java.util.concurrent.atomic.AtomicReference;
 public final class MigrationSource {
     /** Pages pushed next to a request before the sweep goes on (2 MiB). */
     static final int BURST_PAGES = 512;
-    /** Nice value of the threads that move background pages, on both sides: urgent work goes first. */
-    static final int BACKGROUND_NICE = 10;
 
     /**
      * @param afterMillis   how long the guest runs on the source before the migration starts
@@ -44,9 +43,17 @@ public final class MigrationSource {
      * @param reference     after the transfer, let the source's paused guest finish too (a run without a
      *                      migration in it) and compare its final RAM SHA-256 with the destination's
      * @param guestTimeout  how long the guest may run, on either side
+     * @param priorities    raise the CPU priority of the urgent-request servers ({@link ThreadPriority#FAULT_PATH})
+     *                      and of the push ({@link ThreadPriority#TRANSFER}); false leaves every thread at the default
+     * @param pushRate      at most this many bytes of RAM per second in the background push (0: no limit); replies
+     *                      to faults are never limited
      */
     public record Options(String host, int port, long afterMillis, int precopyRounds, int timeoutMillis, boolean reference,
-                          Duration guestTimeout) {}
+                          Duration guestTimeout, boolean priorities, long pushRate) {
+        public Options {
+            if (pushRate < 0) throw new IllegalArgumentException("push rate must not be negative, got " + pushRate);
+        }
+    }
 
     /** What the migration is doing, for progress displays. Called from several threads. */
     public interface Listener {
@@ -99,6 +106,9 @@ public final class MigrationSource {
         private volatile boolean switchedOver, finished;
         private final Map<String, Object> fig = new LinkedHashMap<>();
         private long precopyPages, discardPages, switchoverPages;
+        /** Thread name to the CPU priority it got (with {@link Options#priorities}). */
+        private volatile long pushWallNanos, pushCpuNanos;
+        private final Map<String, String> priorities = new java.util.concurrent.ConcurrentSkipListMap<>();
         private final org.HdrHistogram.Histogram serviceNanos = new org.HdrHistogram.Histogram(dev.faultline.paging.LaneStats.MAX_NANOS, 3);
 
         Run(Machine machine) {
@@ -131,12 +141,14 @@ public final class MigrationSource {
             switchOver(states);
             long stateSent = System.nanoTime();
             phaseEnd(sw, "switch-over", switchoverPages);
-            startServing();
             listener.phase(ack.demandPaging() ? "post-copy: the guest runs on the destination, memory follows" : "stop-and-copy done");
             MigrationEvents.Phase post = phaseStart();
             Frame f = receiveMain("RESUMED", options.timeoutMillis());
             long destStartNanos = Messages.u64(f, main.peer(), Protocol.RESUMED);
             long tResumed = System.nanoTime();
+            // the push starts once the destination guest runs: until then its CPU time would only
+            // lengthen the downtime (faults are served from the switch-over on)
+            startServing();
             fig.put("downtime_ms", ms(tResumed - tPause));
             fig.put("downtime_parts_ms", Map.of("pause_vcpus", ms(paused - tPause), "send_state_and_low_memory", ms(stateSent - paused),
                     "destination_state_to_first_entry", ms(destStartNanos)));
@@ -188,11 +200,14 @@ public final class MigrationSource {
             fig.put("pages_demanded", requestedPages.get());
             fig.put("requests", requests.get());
             fig.put("pages_pushed", pushedPages.get());
+            fig.put("push_ms", Map.of("wall", ms(pushWallNanos), "cpu", ms(pushCpuNanos)));
+            if (options.pushRate() > 0) fig.put("push_rate_limit_bytes_per_s", options.pushRate());
             fig.put("pages_pushed_as_zero", pushedZero.get());
             long wire = main.bytesSent() + main.bytesReceived();
             for (Connection c : urgent) wire += c.bytesSent() + c.bytesReceived();
             fig.put("bytes_on_wire", wire);
             fig.put("request_service_us", dev.faultline.paging.PagingStats.percentiles(serviceNanos));
+            fig.put("thread_priorities", options.priorities() ? new LinkedHashMap<>(priorities) : "default (not raised)");
             String verdict = problems.isEmpty() ? "verified" : String.join("; ", problems);
             try {
                 main.send(Protocol.VERDICT, Messages.string(verdict));
@@ -203,6 +218,7 @@ public final class MigrationSource {
         }
 
         private void connect() {
+            MigrationEvents.warmUp();
             try {
                 main = open();
                 main.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(session, Protocol.ROLE_MAIN, 0, Protocol.PAGE, ramSize,
@@ -341,6 +357,7 @@ public final class MigrationSource {
         }
 
         private void serveRequests(Connection c) {
+            if (options.priorities()) priorities.put(Thread.currentThread().getName(), ThreadPriority.FAULT_PATH.applyToCurrentThread().description());
             try {
                 while (true) {
                     Frame f = c.receive("a page request");
@@ -350,9 +367,8 @@ public final class MigrationSource {
                         return;
                     }
                     Messages.Request r = Messages.request(f, c.peer(), ramSize);
-                    if (r.id() == 0) { // warm-up: a zero page, RAM is not read
-                        c.send(Protocol.PAGES, b -> Messages.pagesHeader(b, new Messages.PagesHeader(r.gpa(), r.count(), Protocol.PURPOSE_REPLY, 0,
-                                r.count() == 64 ? -1L : (1L << r.count()) - 1)));
+                    if (r.id() == 0) { // warm-up: answered like a fault, from RAM as it is now; the destination discards it
+                        c.send(Protocol.PAGES, b -> Pages.encode(b, ram, r.gpa(), r.count(), Protocol.PURPOSE_REPLY, 0));
                         continue;
                     }
                     if (!switchedOver) throw new ProtocolException(c.peer() + ": request " + r.id() + " before the switch-over");
@@ -381,8 +397,9 @@ public final class MigrationSource {
         }
 
         private void push() {
-            // the push yields the CPU to the urgent servers (and anything else) whenever they want it
-            dev.faultline.sys.Libc.niceCurrentThread(BACKGROUND_NICE);
+            if (options.priorities()) priorities.put(Thread.currentThread().getName(), ThreadPriority.TRANSFER.applyToCurrentThread().description());
+            java.lang.management.ThreadMXBean mx = java.lang.management.ManagementFactory.getThreadMXBean();
+            long wall0 = System.nanoTime(), cpu0 = mx.getCurrentThreadCpuTime();
             try {
                 long cursor = firstMainPage, burst = -1;
                 int burstLeft = 0;
@@ -410,7 +427,8 @@ public final class MigrationSource {
                     while (n < Protocol.MAX_PAGES_PER_MESSAGE && start + n < totalPages && sent.trySet(start + n)) n++;
                     if (n == 0) continue;
                     int data = sendPages(start, n, Protocol.PURPOSE_PUSH, 0);
-                    pushedPages.addAndGet(n);
+                    long pushed = pushedPages.addAndGet(n);
+                    if (options.pushRate() > 0) pace(wall0, pushed);
                     pushedZero.addAndGet(n - data);
                     if (bursting) {
                         burst = start + n;
@@ -425,10 +443,19 @@ public final class MigrationSource {
                     }
                 }
                 long total = pushedPages.get();
+                pushWallNanos = System.nanoTime() - wall0;
+                pushCpuNanos = mx.getCurrentThreadCpuTime() - cpu0;
                 main.send(Protocol.PUSH_DONE, b -> b.putLong(total));
             } catch (ProtocolException e) {
                 failure.compareAndSet(null, e.getMessage());
             }
+        }
+
+        /** Sleeps until {@code pushed} pages are due at {@link Options#pushRate} since {@code start}. */
+        private void pace(long start, long pushed) {
+            long due = start + (long) (pushed * (double) Protocol.PAGE * 1e9 / options.pushRate());
+            long ahead = due - System.nanoTime();
+            if (ahead > 0) java.util.concurrent.locks.LockSupport.parkNanos(ahead);
         }
 
         private Frame receiveMain(String what, int timeoutMillis) {

@@ -54,14 +54,16 @@ public final class RemotePageSource implements PageSource {
     }
 
     /**
-     * Exercises every urgent connection {@code rounds} times with warm-up requests (id 0: the source
-     * answers with a zero page without reading RAM, valid before the switch-over), so that the first
-     * real faults do not run cold code on either side.
+     * Exercises every urgent connection {@code rounds} times with warm-up requests (id 0, valid before
+     * the switch-over: the source answers from its RAM as it is, through the code of a real reply, and
+     * this side throws the pages away), so that the first real faults do not run cold code on either
+     * side. The requests walk the low 1 MiB (boot tables and stacks: data and zero pages both).
      */
     public void warmUp(int rounds) {
         MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(PAGE);
+        long span = Math.min(ramSize, dev.faultline.guest.BootProtocol.IMAGE_MIN_GPA) / PAGE;
         for (int lane = 0; lane < urgent.size(); lane++) {
-            for (int i = 0; i < rounds; i++) exchange(lane, urgent.get(lane), 0, 0, 1, scratch, 0, false);
+            for (int i = 0; i < rounds; i++) exchange(lane, urgent.get(lane), 0, (i % span) * PAGE, 1, scratch, 0, false);
         }
     }
 

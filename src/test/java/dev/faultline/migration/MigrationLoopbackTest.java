@@ -58,8 +58,17 @@ class MigrationLoopbackTest {
     record Outcome(MigrationSource.Result result, Map<String, Object> destination) {}
 
     static Outcome migrate(String from, String to, Workload w, int vcpus, int precopyRounds, long afterMillis) throws Exception {
+        return migrate(from, to, w, vcpus, precopyRounds, afterMillis, true, 0);
+    }
+
+    /**
+     * @param priorities raised CPU priorities for the fault path and the push (the default of the CLI)
+     * @param pushRate   the source's push limit in bytes per second (0: none)
+     */
+    static Outcome migrate(String from, String to, Workload w, int vcpus, int precopyRounds, long afterMillis, boolean priorities,
+                           long pushRate) throws Exception {
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
-            MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(to, 10_000, Duration.ofSeconds(60)), s -> { });
+            MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(to, 10_000, Duration.ofSeconds(60), priorities), s -> { });
             CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
                 try {
                     return d.serve(server);
@@ -75,7 +84,7 @@ class MigrationLoopbackTest {
                 List<List<Long>> expected = new java.util.ArrayList<>();
                 for (int v = 0; v < vcpus; v++) expected.add(w.expectedReports(v, m.ram().segment()));
                 MigrationSource.Result r = new MigrationSource(new MigrationSource.Options("127.0.0.1", server.getLocalPort(), afterMillis,
-                        precopyRounds, 10_000, true, Duration.ofSeconds(60)), new MigrationSource.Listener() { }).migrate(m);
+                        precopyRounds, 10_000, true, Duration.ofSeconds(60), priorities, pushRate), new MigrationSource.Listener() { }).migrate(m);
                 assertTrue(r.ok(), r.problems().toString());
                 w.verify(m.ram().segment());
                 for (VcpuResult v : r.sourceRun().vcpus()) {
@@ -110,6 +119,11 @@ class MigrationLoopbackTest {
         List<?> lat = (List<?>) d.get("fault_latency");
         assertTrue(lat.size() >= 2, lat.toString());
         assertTrue(o.result().ok());
+        // every thread of the fault path and of the transfer says what CPU priority it got
+        Map<?, ?> dp = (Map<?, ?>) d.get("thread_priorities");
+        assertEquals(java.util.Set.of("uffd-handler-0", "uffd-handler-1", "push installer"), dp.keySet(), dp.toString());
+        Map<?, ?> sp = (Map<?, ?>) o.result().figures().get("thread_priorities");
+        assertEquals(java.util.Set.of("migration-urgent-0", "migration-urgent-1", "migration-push"), sp.keySet(), sp.toString());
     }
 
     @ParameterizedTest(name = "{0} to {1}, {2} pre-copy rounds")
@@ -135,7 +149,9 @@ class MigrationLoopbackTest {
     @CsvSource({"kvm", "ref"})
     void shouldPostCopyToARefDestinationWithEachVcpuServingItsOwnFaults(String from) throws Exception {
         requireBackend(from);
-        Outcome o = migrate(from, "ref", workload("phases", 2, from), 2, 0, from.equals("kvm") ? 30 : 10);
+        // a push held to 8 MiB/s: otherwise it can bring all 16 MiB across before one vCPU touches a
+        // page (on a busy host), and this test is about who serves the faults
+        Outcome o = migrate(from, "ref", workload("phases", 2, from), 2, 0, from.equals("kvm") ? 30 : 10, true, 8L << 20);
         Map<String, Object> f = o.result().figures();
         Map<String, Object> d = o.destination();
         assertEquals("post-copy", f.get("mode"));
@@ -158,7 +174,7 @@ class MigrationLoopbackTest {
     @Test
     void shouldRefuseAPageOutsideRamNamingThePeerAndNeverStartTheGuest() throws Exception {
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
-            MigrationDestination d = new MigrationDestination(new MigrationDestination.Options("ref", 5_000, Duration.ofSeconds(10)), s -> { });
+            MigrationDestination d = new MigrationDestination(new MigrationDestination.Options("ref", 5_000, Duration.ofSeconds(10), true), s -> { });
             CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
                 try {
                     return d.serve(server);
@@ -204,7 +220,7 @@ class MigrationLoopbackTest {
     void shouldPauseAndStopTheGuestWhenAPushedMessageIsCorrupted() throws Exception {
         requireBackend("kvm");
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
-            MigrationDestination d = new MigrationDestination(new MigrationDestination.Options("kvm", 5_000, Duration.ofSeconds(10)), s -> { });
+            MigrationDestination d = new MigrationDestination(new MigrationDestination.Options("kvm", 5_000, Duration.ofSeconds(10), true), s -> { });
             CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
                 try {
                     return d.serve(server);

@@ -9,6 +9,7 @@ import dev.faultline.sys.Libc;
 import dev.faultline.sys.Userfaultfd;
 import dev.faultline.vmm.GuestRam;
 import dev.faultline.vmm.MemoryFaultHandler;
+import dev.faultline.vmm.ThreadPriority;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicIntegerArray;
@@ -41,9 +42,19 @@ public final class UffdPager implements DemandPager {
      * @param splitGpas where parts start after the first (page-aligned, increasing, inside the paged
      *     range), or empty for {@code handlers} equal parts
      * @param pinning   where handler and vCPU threads run
+     * @param handlerPriority the CPU priority handler threads take (null: the default); a
+     *     {@link ThreadPriority#FAULT_PATH} handler may run SCHED_FIFO and so must not spin
      */
-    public record Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning) {
+    public record Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning,
+                         ThreadPriority handlerPriority) {
+        public Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning) {
+            this(mode, handlers, spinNanos, zeropage, splitGpas, pinning, null);
+        }
+
         public Config {
+            if (handlerPriority == ThreadPriority.FAULT_PATH && spinNanos > 0) {
+                throw new IllegalArgumentException("a fault-path handler may run SCHED_FIFO and must not spin; got a spin of " + spinNanos + " ns");
+            }
             if (handlers < 1) throw new IllegalArgumentException("at least one handler thread is needed, got " + handlers);
             splitGpas = splitGpas == null ? List.of() : List.copyOf(splitGpas);
             if (pinning == null) pinning = Pinning.NONE;
@@ -72,6 +83,11 @@ public final class UffdPager implements DemandPager {
     public String failureMessage() {
         RuntimeException e = failure();
         return e == null ? null : e.getMessage();
+    }
+
+    /** What the handler threads of the last run got when they took {@link Config#handlerPriority} (empty without one). */
+    public List<ThreadPriority.Applied> handlerPriorities() {
+        return running == null ? List.of() : List.copyOf(running.priorities);
     }
 
     /** The first failure of a handler thread in the last run (a source error, an unexpected errno), or null. */
@@ -154,6 +170,7 @@ public final class UffdPager implements DemandPager {
         private final List<long[]> registered = new ArrayList<>();
         private final List<UffdHandler> handlers = new ArrayList<>();
         private final List<Thread> threads = new ArrayList<>();
+        private final List<ThreadPriority.Applied> priorities = new java.util.concurrent.CopyOnWriteArrayList<>();
         private HostMemory alias;
         private int stopFd = -1;
         private boolean closed;
@@ -188,7 +205,13 @@ public final class UffdPager implements DemandPager {
             for (int i = 0; i < handlers.size(); i++) {
                 UffdHandler h = handlers.get(i);
                 int cpu = i % Runtime.getRuntime().availableProcessors();
-                Runnable body = config.pinning() == Pinning.PAIRED ? () -> { pin(cpu); h.run(); } : h;
+                boolean pinned = config.pinning() == Pinning.PAIRED;
+                ThreadPriority priority = config.handlerPriority();
+                Runnable body = !pinned && priority == null ? h : () -> {
+                    if (pinned) pin(cpu);
+                    if (priority != null) priorities.add(priority.applyToCurrentThread());
+                    h.run();
+                };
                 threads.add(Thread.ofPlatform().daemon().name("uffd-handler-" + i).start(body));
             }
         }
