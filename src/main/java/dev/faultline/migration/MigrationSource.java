@@ -1,6 +1,7 @@
 package dev.faultline.migration;
 
 import dev.faultline.guest.BootProtocol;
+import dev.faultline.sys.Pagemap;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.ThreadPriority;
@@ -163,7 +164,7 @@ public final class MigrationSource {
             if (failure.get() != null) problems.add(failure.get());
             // the transfer digest over the frozen RAM
             MigrationEvents.Phase verify = phaseStart();
-            byte[] mine = Pages.digest(Pages.crcs(ram));
+            byte[] mine = Pages.digest(Pages.crcs(machine.ram().memory()));
             boolean transferOk = java.util.Arrays.equals(mine, tr.digest());
             fig.put("transfer_digest", HexFormat.of().formatHex(mine));
             fig.put("transfer_verified", transferOk);
@@ -294,8 +295,13 @@ public final class MigrationSource {
         }
 
         private int sendPages(long page, int n, int purpose, long requestId) {
+            return sendPages(page, n, purpose, requestId, 0);
+        }
+
+        /** @param knownZero pages (bit i: page + i) known to be zeros without reading them */
+        private int sendPages(long page, int n, int purpose, long requestId, long knownZero) {
             int[] data = new int[1];
-            main.send(Protocol.PAGES, b -> data[0] = Pages.encode(b, ram, page * Protocol.PAGE, n, purpose, requestId));
+            main.send(Protocol.PAGES, b -> data[0] = Pages.encode(b, ram, page * Protocol.PAGE, n, purpose, requestId, knownZero));
             return data[0];
         }
 
@@ -400,7 +406,8 @@ public final class MigrationSource {
             if (options.priorities()) priorities.put(Thread.currentThread().getName(), ThreadPriority.TRANSFER.applyToCurrentThread().description());
             java.lang.management.ThreadMXBean mx = java.lang.management.ManagementFactory.getThreadMXBean();
             long wall0 = System.nanoTime(), cpu0 = mx.getCurrentThreadCpuTime();
-            try {
+            // pages the source never populated are zeros: the page table says so without a read
+            try (Pagemap pagemap = Pagemap.open()) {
                 long cursor = firstMainPage, burst = -1;
                 int burstLeft = 0;
                 long lastReport = 0;
@@ -426,7 +433,8 @@ public final class MigrationSource {
                     int n = 0;
                     while (n < Protocol.MAX_PAGES_PER_MESSAGE && start + n < totalPages && sent.trySet(start + n)) n++;
                     if (n == 0) continue;
-                    int data = sendPages(start, n, Protocol.PURPOSE_PUSH, 0);
+                    long knownZero = pagemap.neverPopulated(machine.ram().memory(), start * Protocol.PAGE, n);
+                    int data = sendPages(start, n, Protocol.PURPOSE_PUSH, 0, knownZero);
                     long pushed = pushedPages.addAndGet(n);
                     if (options.pushRate() > 0) pace(wall0, pushed);
                     pushedZero.addAndGet(n - data);

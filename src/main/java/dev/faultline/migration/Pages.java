@@ -1,5 +1,7 @@
 package dev.faultline.migration;
 
+import dev.faultline.sys.HostMemory;
+import dev.faultline.sys.Pagemap;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -25,13 +27,21 @@ public final class Pages {
      * a zero mask, and the non-zero pages. Returns the number of non-zero pages written.
      */
     public static int encode(ByteBuffer b, MemorySegment ram, long gpa, int count, int purpose, long requestId) {
+        return encode(b, ram, gpa, count, purpose, requestId, 0);
+    }
+
+    /**
+     * As {@link #encode(ByteBuffer, MemorySegment, long, int, int, long)}, with the pages already
+     * known to be zeros (bit i: page i; {@link dev.faultline.sys.Pagemap#neverPopulated}) not read.
+     */
+    public static int encode(ByteBuffer b, MemorySegment ram, long gpa, int count, int purpose, long requestId, long knownZero) {
         int start = b.position();
         b.position(start + Messages.PagesHeader.BYTES);
         long mask = 0;
         int data = 0;
         for (int i = 0; i < count; i++) {
             long g = gpa + (long) i * PAGE;
-            if (isZero(ram, g)) {
+            if ((knownZero & (1L << i)) != 0 || isZero(ram, g)) {
                 mask |= 1L << i;
             } else {
                 MemorySegment.copy(ram, ValueLayout.JAVA_BYTE, g, b.array(), b.arrayOffset() + b.position(), PAGE);
@@ -85,13 +95,23 @@ public final class Pages {
         }
     }
 
-    /** The page CRCs of all of {@code ram}, as the source computes them on its frozen RAM. */
-    public static int[] crcs(MemorySegment ram) {
+    /**
+     * The page CRCs of all of {@code mem}, as the source computes them on its frozen RAM; pages the
+     * page table says were never populated are zeros without reading them.
+     */
+    public static int[] crcs(HostMemory mem) {
+        MemorySegment ram = mem.segment();
         int[] out = new int[(int) (ram.byteSize() / PAGE)];
         CRC32C c = new CRC32C();
-        for (int i = 0; i < out.length; i++) {
-            long g = (long) i * PAGE;
-            out[i] = isZero(ram, g) ? ZERO_PAGE_CRC : crc(ram, g, c);
+        try (Pagemap pagemap = Pagemap.open()) {
+            for (int first = 0; first < out.length; first += Pagemap.MAX_PAGES) {
+                int n = Math.min(Pagemap.MAX_PAGES, out.length - first);
+                long known = pagemap.neverPopulated(mem, (long) first * PAGE, n);
+                for (int k = 0; k < n; k++) {
+                    long g = (long) (first + k) * PAGE;
+                    out[first + k] = (known & (1L << k)) != 0 || isZero(ram, g) ? ZERO_PAGE_CRC : crc(ram, g, c);
+                }
+            }
         }
         return out;
     }
