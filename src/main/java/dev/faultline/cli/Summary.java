@@ -28,6 +28,13 @@ final class Summary {
                 s.get("pages_demanded"), s.get("pages_pushed"), s.get("pages_pushed_as_zero"), s.get("pages_precopied"),
                 s.get("pages_at_switchover"), s.get("pages_total"));
         out.printf("  on the wire      %.1f MiB%n", ((Number) s.get("bytes_on_wire")).longValue() / 1048576.0);
+        if (s.get("push_ms") instanceof Map<?, ?> push) {
+            out.printf("  push             %.1f ms, %.1f ms of CPU; the destination's installer used %s ms of CPU%n",
+                    SourceSide.number(push.get("wall")), SourceSide.number(push.get("cpu")),
+                    SourceSide.map(s.get("destination")).getOrDefault("push_installer_cpu_ms", "?"));
+        }
+        out.printf("  CPU priorities   source %s; destination %s%n", s.get("thread_priorities"),
+                SourceSide.map(s.get("destination")).getOrDefault("thread_priorities", "?"));
         Object lat = s.get("fault_latency");
         if (lat instanceof List<?> l) {
             for (Object o : l) {

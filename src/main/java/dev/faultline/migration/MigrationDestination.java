@@ -140,13 +140,15 @@ public final class MigrationDestination {
         Map<String, Object> run() throws IOException {
             try {
                 handshake();
+                Map<String, Object> report;
                 try {
                     receiveUntilPushDone();
                     if (exec != null) installerCpuNanos = java.lang.management.ManagementFactory.getThreadMXBean().getCurrentThreadCpuTime() - installerCpu0;
+                    report = finish();
                 } finally {
+                    // (finish() drops it once TRANSFERRED is sent; this covers the failures)
                     if (installerPriority != null) ThreadPriority.resetCurrentThread();
                 }
-                Map<String, Object> report = finish();
                 return report;
             } catch (ProtocolException | dev.faultline.paging.PageSourceException e) {
                 String why = failGuest(e.getMessage());
@@ -309,7 +311,7 @@ public final class MigrationDestination {
         }
 
         private ThreadPriority.Applied installerPriority;
-        private long installerCpu0, installerCpuNanos;
+        private long installerCpu0, installerCpuNanos, pushDoneNanos;
 
         private void receiveUntilPushDone() throws IOException {
             MemorySegment ram = machine.ram().segment();
@@ -365,6 +367,7 @@ public final class MigrationDestination {
                     case Protocol.PUSH_DONE -> {
                         if (exec == null) throw new ProtocolException(p + ": " + f.describe() + " before the switch-over");
                         Messages.u64(f, p, Protocol.PUSH_DONE);
+                        pushDoneNanos = System.nanoTime();
                         return;
                     }
                     case Protocol.ERROR -> throw new ProtocolException(p + " gave up: " + Messages.string(f, p, Protocol.ERROR));
@@ -499,6 +502,8 @@ public final class MigrationDestination {
             byte[] digest = Pages.digest(pageCrcs);
             long demanded = demandPaging ? new PagingStats(core).faults() : 0;
             main.send(Protocol.TRANSFERRED, b -> Messages.transferred(b, new Messages.Transferred(demanded, pushedInstalled, digest)));
+            // the transfer is over: from here this thread only waits for the guest, at the default priority
+            if (installerPriority != null) ThreadPriority.resetCurrentThread();
             post.end();
             commit(post, "post-copy", pushedPages, main.bytesReceived());
             progress.accept("destination: every page is here; the guest runs on");
@@ -536,6 +541,7 @@ public final class MigrationDestination {
             m.put("vcpus", hello.vcpus());
             m.put("state_to_first_entry_ms", ms(firstEntryNanos - stateReceivedNanos));
             m.put("switch_over_parts", switchParts);
+            m.put("state_to_push_done_ms", ms(pushDoneNanos - stateReceivedNanos));
             m.put("state_to_all_pages_ms", ms(transferredNanos - stateReceivedNanos));
             m.put("transfer_digest", java.util.HexFormat.of().formatHex(digest));
             m.put("pages_precopied", precopyPages);
