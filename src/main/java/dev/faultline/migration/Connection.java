@@ -2,45 +2,76 @@ package dev.faultline.migration;
 
 import java.io.EOFException;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
+import java.net.InetSocketAddress;
 import java.net.Socket;
-import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
+import java.nio.channels.SocketChannel;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
 import java.util.zip.CRC32C;
 
 /**
  * One TCP connection of a migration, framed as {@link Protocol} says: sequence numbers per direction,
- * a CRC32C on every frame, a read timeout. Sending is thread-safe (one frame at a time); receiving is
+ * a CRC32C on every frame, a timeout on silence. Sending is thread-safe (one frame at a time); receiving is
  * done by one thread. Every error names the peer and the frame.
+ *
+ * <p>Frames go through native (direct) buffers on a non-blocking channel: a page is copied once by
+ * the kernel into the receive buffer and once out of it (UFFDIO_COPY reads it from there), where a
+ * socket stream would stage it through a temporary native buffer and a heap array first. Waits
+ * use a selector per direction, so a timeout still means "nothing moved for that long".
  */
 public final class Connection implements AutoCloseable {
-    private final Socket socket;
+    private static final Consumer<SelectionKey> NOTHING = k -> { };
+
+    private final SocketChannel channel;
     private final String peer;
-    private final InputStream in;
-    private final OutputStream out;
+    private final Selector readable, writable;
     private final Object sendLock = new Object();
-    private final byte[] sendBuf;
+    private final ByteBuffer sendBuf;
     private final ByteBuffer sendView;
     private final CRC32C sendCrc = new CRC32C();
     private long sendSeq;
-    private byte[] recvBuf;
+    private ByteBuffer recvBuf;
     private final CRC32C recvCrc = new CRC32C();
     private long recvSeq;
+    private volatile int timeoutMillis;
     private final AtomicLong bytesSent = new AtomicLong(), bytesReceived = new AtomicLong();
 
+    /**
+     * Wraps a connected socket that has a channel ({@link #connect}, or an accept on a server socket
+     * from {@link MigrationDestination#listen}); the channel is switched to non-blocking mode.
+     */
     public Connection(Socket socket, int timeoutMillis) throws IOException {
-        this.socket = socket;
+        this.channel = socket.getChannel();
+        if (channel == null) {
+            throw new IllegalArgumentException("a migration connection needs a socket with a channel (Connection.connect, or MigrationDestination.listen)");
+        }
         socket.setTcpNoDelay(true);
-        socket.setSoTimeout(timeoutMillis);
+        this.timeoutMillis = timeoutMillis;
         this.peer = socket.getInetAddress().getHostAddress() + ":" + socket.getPort();
-        this.in = socket.getInputStream();
-        this.out = socket.getOutputStream();
-        this.sendBuf = new byte[Protocol.HEADER_BYTES + Protocol.MAX_PAGES_PER_MESSAGE * Protocol.PAGE + 4096];
-        this.sendView = ByteBuffer.wrap(sendBuf);
-        this.recvBuf = new byte[Protocol.HEADER_BYTES + Protocol.MAX_PAGES_PER_MESSAGE * Protocol.PAGE + 4096];
+        channel.configureBlocking(false);
+        this.readable = Selector.open();
+        this.writable = Selector.open();
+        channel.register(readable, SelectionKey.OP_READ);
+        channel.register(writable, SelectionKey.OP_WRITE);
+        int frameBytes = Protocol.HEADER_BYTES + Protocol.MAX_PAGES_PER_MESSAGE * Protocol.PAGE + 4096;
+        this.sendBuf = ByteBuffer.allocateDirect(frameBytes);
+        this.sendView = sendBuf.duplicate();
+        this.recvBuf = ByteBuffer.allocateDirect(frameBytes);
+    }
+
+    /** Opens a connection to {@code host:port}, giving up after {@code timeoutMillis}. */
+    public static Connection connect(String host, int port, int timeoutMillis) throws IOException {
+        SocketChannel ch = SocketChannel.open();
+        try {
+            ch.socket().connect(new InetSocketAddress(host, port), timeoutMillis);
+            return new Connection(ch.socket(), timeoutMillis);
+        } catch (IOException | RuntimeException e) {
+            ch.close();
+            throw e;
+        }
     }
 
     /** "peer 127.0.0.1:7000": how errors name the other side. */
@@ -49,7 +80,11 @@ public final class Connection implements AutoCloseable {
     public long bytesSent() { return bytesSent.get(); }
     public long bytesReceived() { return bytesReceived.get(); }
 
-    public void setTimeout(int millis) throws IOException { socket.setSoTimeout(millis); }
+    /** How long this side waits for the peer to send or take anything (0: for ever). */
+    public void setTimeout(int millis) throws IOException {
+        if (millis < 0) throw new IllegalArgumentException("timeout must not be negative, got " + millis);
+        timeoutMillis = millis;
+    }
 
     /**
      * Sends one frame of {@code type} whose payload {@code body} writes into the buffer it is given
@@ -66,31 +101,64 @@ public final class Connection implements AutoCloseable {
 
     /** Sends one frame whose payload is {@code payload} (any size up to {@link Protocol#MAX_PAYLOAD}). */
     public void send(int type, byte[] payload) {
-        byte[] frame = new byte[Protocol.HEADER_BYTES + payload.length];
-        System.arraycopy(payload, 0, frame, Protocol.HEADER_BYTES, payload.length);
         synchronized (sendLock) {
+            ByteBuffer frame = Protocol.HEADER_BYTES + payload.length <= sendBuf.capacity() ? sendBuf
+                    : ByteBuffer.allocateDirect(Protocol.HEADER_BYTES + payload.length);
+            frame.clear().position(Protocol.HEADER_BYTES);
+            frame.put(payload);
             sendFrame(type, frame, payload.length);
         }
     }
 
-    private void sendFrame(int type, byte[] frame, int len) {
-        ByteBuffer h = ByteBuffer.wrap(frame, 0, Protocol.HEADER_BYTES);
-        h.putInt(Protocol.OFF_MAGIC, Protocol.MAGIC);
-        h.put(Protocol.OFF_VERSION, (byte) Protocol.VERSION);
-        h.put(Protocol.OFF_TYPE, (byte) type);
-        h.putShort(Protocol.OFF_RESERVED, (short) 0);
-        h.putLong(Protocol.OFF_SEQ, ++sendSeq);
-        h.putInt(Protocol.OFF_LENGTH, len);
+    /** Fills in the header of the frame in {@code frame} (payload at HEADER_BYTES, {@code len} bytes) and writes it all. */
+    private void sendFrame(int type, ByteBuffer frame, int len) {
+        frame.putInt(Protocol.OFF_MAGIC, Protocol.MAGIC);
+        frame.put(Protocol.OFF_VERSION, (byte) Protocol.VERSION);
+        frame.put(Protocol.OFF_TYPE, (byte) type);
+        frame.putShort(Protocol.OFF_RESERVED, (short) 0);
+        frame.putLong(Protocol.OFF_SEQ, ++sendSeq);
+        frame.putInt(Protocol.OFF_LENGTH, len);
         sendCrc.reset();
-        sendCrc.update(frame, 0, Protocol.CRC_COVERED_HEADER);
-        sendCrc.update(frame, Protocol.HEADER_BYTES, len);
-        h.putInt(Protocol.OFF_CRC, (int) sendCrc.getValue());
+        sendCrc.update(frame.limit(Protocol.CRC_COVERED_HEADER).position(0));
+        sendCrc.update(frame.limit(Protocol.HEADER_BYTES + len).position(Protocol.HEADER_BYTES));
+        frame.putInt(Protocol.OFF_CRC, (int) sendCrc.getValue());
+        frame.limit(Protocol.HEADER_BYTES + len).position(0);
         try {
-            out.write(frame, 0, Protocol.HEADER_BYTES + len);
+            long deadline = 0;
+            while (frame.hasRemaining()) {
+                if (channel.write(frame) > 0) {
+                    deadline = 0;
+                    continue;
+                }
+                deadline = await(writable, deadline);
+                if (deadline < 0) {
+                    throw new ProtocolException(peer() + " went silent: it took nothing for " + timeoutMillis + " ms while this side sent "
+                            + Protocol.typeName(type) + " #" + sendSeq + " (" + frame.position() + " of " + frame.limit() + " bytes sent)");
+                }
+            }
             bytesSent.addAndGet(Protocol.HEADER_BYTES + len);
         } catch (IOException e) {
             throw new ProtocolException(peer() + ": sending " + Protocol.typeName(type) + " #" + sendSeq + " failed: " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * Waits on {@code selector} until its channel is ready or the timeout since the first wait of this
+     * stall ({@code deadline} 0: none yet) runs out. Returns the deadline to pass next time, or -1
+     * when it has passed.
+     */
+    private long await(Selector selector, long deadline) throws IOException {
+        int timeout = timeoutMillis;
+        if (timeout == 0) {
+            selector.select(NOTHING, 0);
+            return 0;
+        }
+        long now = System.nanoTime();
+        if (deadline == 0) deadline = now + timeout * 1_000_000L;
+        long left = deadline - now;
+        if (left <= 0) return -1;
+        selector.select(NOTHING, Math.max(1, left / 1_000_000));
+        return deadline;
     }
 
     /**
@@ -100,32 +168,36 @@ public final class Connection implements AutoCloseable {
      */
     public Frame receive(String waitingFor) {
         long seq = recvSeq + 1;
-        readFully(recvBuf, 0, Protocol.HEADER_BYTES, waitingFor, "the header of message #" + seq);
-        ByteBuffer h = ByteBuffer.wrap(recvBuf, 0, Protocol.HEADER_BYTES);
-        int magic = h.getInt(Protocol.OFF_MAGIC);
+        ByteBuffer in = recvBuf;
+        readFully(in.clear().limit(Protocol.HEADER_BYTES), waitingFor, "the header of message #" + seq);
+        int magic = in.getInt(Protocol.OFF_MAGIC);
         if (magic != Protocol.MAGIC) {
             throw new ProtocolException(String.format("%s: message #%d does not start with the magic \"FLMG\" (found 0x%08x): not a faultline migration peer",
                     peer(), seq, magic));
         }
-        int version = h.get(Protocol.OFF_VERSION) & 0xff;
-        int type = h.get(Protocol.OFF_TYPE) & 0xff;
+        int version = in.get(Protocol.OFF_VERSION) & 0xff;
+        int type = in.get(Protocol.OFF_TYPE) & 0xff;
         if (version != Protocol.VERSION) {
             throw new ProtocolException(peer() + ": message #" + seq + " (" + Protocol.typeName(type) + ") speaks protocol version " + version
                     + ", this side speaks version " + Protocol.VERSION);
         }
-        long gotSeq = h.getLong(Protocol.OFF_SEQ);
-        int len = h.getInt(Protocol.OFF_LENGTH);
+        long gotSeq = in.getLong(Protocol.OFF_SEQ);
+        int len = in.getInt(Protocol.OFF_LENGTH);
+        int want = in.getInt(Protocol.OFF_CRC);
         String what = Protocol.typeName(type) + " #" + gotSeq;
         if (len < 0 || len > Protocol.MAX_PAYLOAD) {
             throw new ProtocolException(peer() + ": message " + what + " announces a payload of " + Integer.toUnsignedString(len)
                     + " bytes, more than the " + Protocol.MAX_PAYLOAD + " allowed");
         }
-        if (recvBuf.length < Protocol.HEADER_BYTES + len) recvBuf = java.util.Arrays.copyOf(recvBuf, Protocol.HEADER_BYTES + len);
-        readFully(recvBuf, Protocol.HEADER_BYTES, len, waitingFor, "the " + len + "-byte payload of " + what);
+        if (in.capacity() < Protocol.HEADER_BYTES + len) {
+            ByteBuffer bigger = ByteBuffer.allocateDirect(Protocol.HEADER_BYTES + len);
+            bigger.put(in.flip());
+            recvBuf = in = bigger;
+        }
+        readFully(in.limit(Protocol.HEADER_BYTES + len).position(Protocol.HEADER_BYTES), waitingFor, "the " + len + "-byte payload of " + what);
         recvCrc.reset();
-        recvCrc.update(recvBuf, 0, Protocol.CRC_COVERED_HEADER);
-        recvCrc.update(recvBuf, Protocol.HEADER_BYTES, len);
-        int want = ByteBuffer.wrap(recvBuf).getInt(Protocol.OFF_CRC);
+        recvCrc.update(in.limit(Protocol.CRC_COVERED_HEADER).position(0));
+        recvCrc.update(in.limit(Protocol.HEADER_BYTES + len).position(Protocol.HEADER_BYTES));
         if ((int) recvCrc.getValue() != want) {
             throw new ProtocolException(String.format("%s: message %s is corrupted: CRC32C 0x%08x, the header says 0x%08x; nothing of it was used",
                     peer(), what, (int) recvCrc.getValue(), want));
@@ -135,35 +207,35 @@ public final class Connection implements AutoCloseable {
         }
         recvSeq = seq;
         bytesReceived.addAndGet(Protocol.HEADER_BYTES + len);
-        return new Frame(type, seq, ByteBuffer.wrap(recvBuf, Protocol.HEADER_BYTES, len).slice());
+        return new Frame(type, seq, in.slice(Protocol.HEADER_BYTES, len));
     }
 
-    private void readFully(byte[] buf, int off, int len, String waitingFor, String part) {
-        int got = 0;
+    /** Reads until {@code buf} is full (position to limit), or fails naming what was being read. */
+    private void readFully(ByteBuffer buf, String waitingFor, String part) {
+        int start = buf.position(), len = buf.remaining();
         try {
-            while (got < len) {
-                int n = in.read(buf, off + got, len - got);
+            long deadline = 0;
+            while (buf.hasRemaining()) {
+                int n = channel.read(buf);
                 if (n < 0) throw new EOFException();
-                got += n;
+                if (n > 0) {
+                    deadline = 0;
+                    continue;
+                }
+                deadline = await(readable, deadline);
+                if (deadline < 0) {
+                    throw new ProtocolException(peer() + " went silent: nothing for " + timeoutMillis + " ms while this side waited for "
+                            + waitingFor + " (" + part + ", " + (buf.position() - start) + " of " + len + " bytes read)");
+                }
             }
-        } catch (SocketTimeoutException e) {
-            throw new ProtocolException(peer() + " went silent: nothing for " + timeoutMillis() + " ms while this side waited for "
-                    + waitingFor + " (" + part + ", " + got + " of " + len + " bytes read)", e);
         } catch (EOFException e) {
+            int got = buf.position() - start;
             throw new ProtocolException(got == 0 && part.startsWith("the header")
                     ? peer() + " closed the connection while this side waited for " + waitingFor
                     : peer() + ": truncated message: the connection ended after " + got + " of " + len + " bytes of " + part
                     + "; nothing of it was used", e);
         } catch (IOException e) {
             throw new ProtocolException(peer() + ": reading " + part + " failed: " + e.getMessage(), e);
-        }
-    }
-
-    private int timeoutMillis() {
-        try {
-            return socket.getSoTimeout();
-        } catch (IOException e) {
-            return -1;
         }
     }
 
@@ -179,7 +251,9 @@ public final class Connection implements AutoCloseable {
     @Override
     public void close() {
         try {
-            socket.close();
+            readable.close();
+            writable.close();
+            channel.close();
         } catch (IOException ignored) {
             // closing a socket that failed already: nothing left to release
         }

@@ -22,7 +22,6 @@ import dev.faultline.vmm.VcpuResult;
 import dev.faultline.vmm.VcpuState;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
@@ -77,7 +76,8 @@ public final class MigrationDestination {
 
     /** Binds a listening socket (port 0: any free port). */
     public static ServerSocket listen(String bindAddress, int port) throws IOException {
-        ServerSocket s = new ServerSocket();
+        // from a channel: accepted sockets then have channels too, which Connection needs
+        ServerSocket s = java.nio.channels.ServerSocketChannel.open().socket();
         s.setReuseAddress(true);
         s.bind(new java.net.InetSocketAddress(bindAddress, port), 8);
         return s;
@@ -306,8 +306,8 @@ public final class MigrationDestination {
             }
         }
 
-        void accepted(long gpa, byte[] data, int off, boolean zero) {
-            pageCrcs[(int) (gpa / Protocol.PAGE)] = zero ? Pages.zeroPageCrc() : Pages.crc(data, off);
+        void accepted(long gpa, ByteBuffer payload, int off, boolean zero) {
+            pageCrcs[(int) (gpa / Protocol.PAGE)] = zero ? Pages.zeroPageCrc() : Pages.crc(payload, off);
         }
 
         private ThreadPriority.Applied installerPriority;
@@ -326,13 +326,12 @@ public final class MigrationDestination {
                     case Protocol.PAGES -> {
                         Messages.PagesHeader h = Messages.pagesHeader(f, p, hello.ramSize());
                         ByteBuffer pl = f.payload();
-                        int off = pl.arrayOffset() + pl.position() + Messages.PagesHeader.BYTES;
                         if (exec == null) {
                             if (h.purpose() != Protocol.PURPOSE_PRECOPY && h.purpose() != Protocol.PURPOSE_SWITCHOVER) {
                                 throw new ProtocolException(p + ": message " + f.describe() + " carries " + Protocol.purposeName(h.purpose())
                                         + " pages before the switch-over; nothing of it was installed");
                             }
-                            writeDirect(ram, h, pl.array(), off);
+                            writeDirect(ram, h, pl);
                             if (h.purpose() == Protocol.PURPOSE_PRECOPY) precopyPages += h.count(); else switchoverPages += h.count();
                         } else {
                             if (h.purpose() != Protocol.PURPOSE_PUSH) {
@@ -343,7 +342,7 @@ public final class MigrationDestination {
                                 throw new ProtocolException(String.format("%s: message %s pushes [0x%x, +%d pages) below the demand-paged range at 0x%x; nothing of it was installed",
                                         p, f.describe(), h.gpa(), h.count(), BootProtocol.IMAGE_MIN_GPA));
                             }
-                            install(h, pl.array(), off);
+                            install(h, pl);
                         }
                     }
                     case Protocol.DISCARD -> {
@@ -377,7 +376,9 @@ public final class MigrationDestination {
         }
 
         /** Before the start: pages go straight into RAM (nothing is registered yet). */
-        private void writeDirect(MemorySegment ram, Messages.PagesHeader h, byte[] data, int off) {
+        private void writeDirect(MemorySegment ram, Messages.PagesHeader h, ByteBuffer payload) {
+            MemorySegment data = MemorySegment.ofBuffer(payload);
+            int off = Messages.PagesHeader.BYTES;
             for (int i = 0; i < h.count(); i++) {
                 long gpa = h.gpa() + (long) i * Protocol.PAGE;
                 int page = (int) (gpa / Protocol.PAGE);
@@ -386,8 +387,8 @@ public final class MigrationDestination {
                     if (gpa < BootProtocol.IMAGE_MIN_GPA || !demandPaging) written.set(page);
                     accepted(gpa, null, 0, true);
                 } else {
-                    MemorySegment.copy(data, off, ram, ValueLayout.JAVA_BYTE, gpa, Protocol.PAGE);
-                    accepted(gpa, data, off, false);
+                    MemorySegment.copy(data, off, ram, gpa, Protocol.PAGE);
+                    accepted(gpa, payload, off, false);
                     written.set(page);
                     off += Protocol.PAGE;
                 }
@@ -423,10 +424,11 @@ public final class MigrationDestination {
         }
 
         /** After the start: pushed pages go through the fault core, skipping pages a fault got first. */
-        private void install(Messages.PagesHeader h, byte[] data, int off) {
+        private void install(Messages.PagesHeader h, ByteBuffer payload) {
             MigrationEvents.PushInstall ev = new MigrationEvents.PushInstall();
             ev.begin();
-            MemorySegment src = MemorySegment.ofArray(data);
+            MemorySegment src = MemorySegment.ofBuffer(payload);
+            int off = Messages.PagesHeader.BYTES;
             int i = 0, installed = 0;
             while (i < h.count()) {
                 // a run of zero or of data pages, not crossing a lane boundary
@@ -436,7 +438,7 @@ public final class MigrationDestination {
                 int n = 1;
                 while (i + n < h.count() && h.isZero(i + n) == zero && h.gpa() + (long) (i + n) * Protocol.PAGE < lane.endGpa()) n++;
                 for (int k = 0; k < n; k++) {
-                    accepted(gpa + (long) k * Protocol.PAGE, data, off + k * Protocol.PAGE, zero);
+                    accepted(gpa + (long) k * Protocol.PAGE, payload, off + k * Protocol.PAGE, zero);
                 }
                 installed += core.offer(lane, gpa, n, zero ? null : src, off);
                 if (!zero) off += n * Protocol.PAGE;

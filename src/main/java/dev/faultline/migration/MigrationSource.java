@@ -10,8 +10,6 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.net.InetSocketAddress;
-import java.net.Socket;
 import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -246,9 +244,7 @@ public final class MigrationSource {
         }
 
         private Connection open() throws IOException {
-            Socket s = new Socket();
-            s.connect(new InetSocketAddress(options.host(), options.port()), options.timeoutMillis());
-            return new Connection(s, options.timeoutMillis());
+            return Connection.connect(options.host(), options.port(), options.timeoutMillis());
         }
 
         private void precopy() {

@@ -15,6 +15,7 @@ public final class Pages {
     private Pages() {}
 
     public static final int PAGE = Protocol.PAGE;
+    private static final ThreadLocal<CRC32C> CRC = ThreadLocal.withInitial(CRC32C::new);
     private static final MemorySegment ZERO_PAGE = Arena.global().allocate(PAGE, PAGE);
     private static final int ZERO_PAGE_CRC = crc(new byte[PAGE], 0);
 
@@ -36,6 +37,7 @@ public final class Pages {
      */
     public static int encode(ByteBuffer b, MemorySegment ram, long gpa, int count, int purpose, long requestId, long knownZero) {
         int start = b.position();
+        MemorySegment out = b.isDirect() ? MemorySegment.ofBuffer(b) : null; // [start, limit) of a native buffer
         b.position(start + Messages.PagesHeader.BYTES);
         long mask = 0;
         int data = 0;
@@ -44,7 +46,8 @@ public final class Pages {
             if ((knownZero & (1L << i)) != 0 || isZero(ram, g)) {
                 mask |= 1L << i;
             } else {
-                MemorySegment.copy(ram, ValueLayout.JAVA_BYTE, g, b.array(), b.arrayOffset() + b.position(), PAGE);
+                if (out != null) MemorySegment.copy(ram, g, out, b.position() - start, PAGE);
+                else MemorySegment.copy(ram, ValueLayout.JAVA_BYTE, g, b.array(), b.arrayOffset() + b.position(), PAGE);
                 b.position(b.position() + PAGE);
                 data++;
             }
@@ -58,8 +61,21 @@ public final class Pages {
 
     /** CRC32C of one page in a byte array. */
     public static int crc(byte[] a, int off) {
-        CRC32C c = new CRC32C();
+        CRC32C c = CRC.get();
+        c.reset();
         c.update(a, off, PAGE);
+        return (int) c.getValue();
+    }
+
+    /**
+     * CRC32C of the page at {@code off} of {@code b} (a received payload, native or heap); uses b's
+     * position and limit and leaves them at 0 and its capacity.
+     */
+    public static int crc(ByteBuffer b, int off) {
+        CRC32C c = CRC.get();
+        c.reset();
+        c.update(b.limit(off + PAGE).position(off));
+        b.limit(b.capacity()).position(0);
         return (int) c.getValue();
     }
 

@@ -3,7 +3,6 @@ package dev.faultline.migration;
 import dev.faultline.paging.PageSource;
 import dev.faultline.paging.PageSourceException;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
@@ -31,7 +30,8 @@ public final class RemotePageSource implements PageSource {
 
     /** Where accepted pages are recorded (their CRC32C for the transfer digest). */
     public interface PageLog {
-        void accepted(long gpa, byte[] data, int offset, boolean zero);
+        /** @param payload the received payload holding the page at {@code offset} (null for a zero page) */
+        void accepted(long gpa, ByteBuffer payload, int offset, boolean zero);
     }
 
     public RemotePageSource(List<Connection> urgent, long ramSize, PageLog log, LatencySamples samples) {
@@ -97,15 +97,16 @@ public final class RemotePageSource implements PageSource {
                             c.peer(), f.describe(), h.requestId(), h.gpa(), h.count(), Protocol.purposeName(h.purpose()), id, gpa, count));
                 }
                 ByteBuffer p = f.payload();
-                int off = p.arrayOffset() + p.position() + Messages.PagesHeader.BYTES;
+                MemorySegment data = MemorySegment.ofBuffer(p);
+                int off = Messages.PagesHeader.BYTES;
                 for (int i = 0; i < count; i++) {
                     long d = dstOffset + (long) i * PAGE;
                     if (h.isZero(i)) {
                         dst.asSlice(d, PAGE).fill((byte) 0);
                         if (real) log.accepted(gpa + (long) i * PAGE, null, 0, true);
                     } else {
-                        MemorySegment.copy(p.array(), off, dst, ValueLayout.JAVA_BYTE, d, Protocol.PAGE);
-                        if (real) log.accepted(gpa + (long) i * PAGE, p.array(), off, false);
+                        MemorySegment.copy(data, off, dst, d, Protocol.PAGE);
+                        if (real) log.accepted(gpa + (long) i * PAGE, p, off, false);
                         off += Protocol.PAGE;
                     }
                 }

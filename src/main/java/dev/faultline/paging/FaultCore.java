@@ -250,10 +250,15 @@ public final class FaultCore {
             int room = zero && inst.zeroNeedsFill() ? (int) Math.min(pages - i, zeros.byteSize() >>> PAGE_SHIFT) : pages - i;
             int n = 1 + states.claimRun(page + 1, room - 1, lane.hi);
             long g = gpaOf(page), len = (long) n << PAGE_SHIFT;
-            long off = inst.begin(g, len);
-            if (!zero) MemorySegment.copy(data, dataOffset + ((long) i << PAGE_SHIFT), inst.target(), off, len);
-            else if (inst.zeroNeedsFill()) MemorySegment.copy(zeros, 0, inst.target(), off, len);
-            int r = installClaimed(lane, page, n, zero && !inst.zeroNeedsFill());
+            long direct = 0;
+            if (!zero && data.isNative() && inst.installsFromMemory()) {
+                direct = data.address() + dataOffset + ((long) i << PAGE_SHIFT); // no staging copy
+            } else {
+                long off = inst.begin(g, len);
+                if (!zero) MemorySegment.copy(data, dataOffset + ((long) i << PAGE_SHIFT), inst.target(), off, len);
+                else if (inst.zeroNeedsFill()) MemorySegment.copy(zeros, 0, inst.target(), off, len);
+            }
+            int r = installClaimed(lane, page, n, zero && !inst.zeroNeedsFill(), direct);
             if (r < 0) return installed;
             installed += r;
             lane.stats.prefetchPages += r;
@@ -264,13 +269,18 @@ public final class FaultCore {
 
     /** Installs the claimed, filled run [page, page + n); see {@link #installRun}. */
     private int installClaimed(Lane lane, long page, int n, boolean zeroSkipped) {
+        return installClaimed(lane, page, n, zeroSkipped, 0);
+    }
+
+    /** ... with {@code direct} != 0: from the native bytes at that address ({@link Installer#installFrom}), not the installer's target. */
+    private int installClaimed(Lane lane, long page, int n, boolean zeroSkipped, long direct) {
         Installer inst = lane.installer;
         long gpa = gpaOf(page), len = (long) n << PAGE_SHIFT;
         long done = 0;
         int installed = 0;
         while (done < len) {
             lane.stats.installCalls++;
-            long r = inst.install(gpa + done, len - done, zeroSkipped);
+            long r = direct != 0 ? inst.installFrom(gpa + done, len - done, direct + done) : inst.install(gpa + done, len - done, zeroSkipped);
             if (r > 0) {
                 installed += (int) (r >>> PAGE_SHIFT);
                 done += r;

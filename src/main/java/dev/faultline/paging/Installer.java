@@ -38,4 +38,18 @@ public interface Installer {
      * source of zeros.
      */
     boolean zeroNeedsFill();
+
+    /**
+     * True when {@link #installFrom} works: the install can read the bytes straight from any native
+     * memory (UFFDIO_COPY), so a caller that already holds them there needs no copy into {@link #target()}.
+     */
+    default boolean installsFromMemory() { return false; }
+
+    /**
+     * Installs [gpa, gpa + len) from the native bytes at {@code srcAddress} (those of {@code gpa}),
+     * without {@link #begin}; returns as {@link #install} does. Only when {@link #installsFromMemory()}.
+     */
+    default long installFrom(long gpa, long len, long srcAddress) {
+        throw new UnsupportedOperationException(getClass().getSimpleName() + " installs only from its target()");
+    }
 }

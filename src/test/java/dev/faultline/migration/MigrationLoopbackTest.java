@@ -20,8 +20,9 @@ import dev.faultline.vmm.VcpuResult;
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;
 import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.net.ServerSocket;
-import java.net.Socket;
+import java.nio.channels.SocketChannel;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -182,11 +183,11 @@ class MigrationLoopbackTest {
                     throw new IllegalStateException(e);
                 }
             });
-            try (Connection c = new Connection(new Socket(InetAddress.getLoopbackAddress(), server.getLocalPort()), 5_000)) {
+            try (Connection c = Connection.connect("127.0.0.1", server.getLocalPort(), 5_000)) {
                 c.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(9, Protocol.ROLE_MAIN, 0, 4096, MEM, 1, 0x100000, 0, "ref")));
                 Messages.HelloAck ack = Messages.helloAck(c.receive("HELLO_ACK"), c.peer());
                 assertEquals(1, ack.urgentConnections(), "a ref destination demand-pages: one urgent connection per vCPU");
-                Connection u = new Connection(new Socket(InetAddress.getLoopbackAddress(), server.getLocalPort()), 5_000);
+                Connection u = Connection.connect("127.0.0.1", server.getLocalPort(), 5_000);
                 u.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(9, Protocol.ROLE_URGENT, 0, 4096, 0, 0, 0, 0, "")));
                 answerWarmUps(u);
                 assertEquals(Protocol.READY, c.receive("READY").type());
@@ -230,11 +231,11 @@ class MigrationLoopbackTest {
             });
             Workload w = workload("phases", 1, "kvm");
             try (Hypervisor hv = Backends.open("kvm"); Machine m = new Machine(hv, MachineSpec.of(MEM, 1, w.image()));
-                 Socket raw = new Socket(InetAddress.getLoopbackAddress(), server.getLocalPort())) {
-                Connection c = new Connection(raw, 30_000);
+                 SocketChannel raw = SocketChannel.open(new InetSocketAddress(InetAddress.getLoopbackAddress(), server.getLocalPort()))) {
+                Connection c = new Connection(raw.socket(), 30_000);
                 c.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(9, Protocol.ROLE_MAIN, 0, 4096, MEM, 1, 0x100000, 0, "kvm")));
                 Messages.HelloAck ack = Messages.helloAck(c.receive("HELLO_ACK"), c.peer());
-                Connection u = new Connection(new Socket(InetAddress.getLoopbackAddress(), server.getLocalPort()), 5_000);
+                Connection u = Connection.connect("127.0.0.1", server.getLocalPort(), 5_000);
                 u.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(9, Protocol.ROLE_URGENT, 0, 4096, 0, 0, 0, 0, "")));
                 assertEquals(1, ack.urgentConnections());
                 answerWarmUps(u);
@@ -251,7 +252,7 @@ class MigrationLoopbackTest {
                 // a pushed page whose bytes are flipped after the CRC was computed
                 byte[] frame = ProtocolTest.frame(Protocol.PAGES, 7 + 16, Protocol.VERSION, new byte[Messages.PagesHeader.BYTES + 4096]);
                 frame[frame.length - 1] ^= 1;
-                raw.getOutputStream().write(frame);
+                ProtocolTest.writeRaw(raw, frame, frame.length);
                 e.stop("test over");
                 e.await();
             }

@@ -11,14 +11,14 @@ import dev.faultline.hv.Sregs;
 import dev.faultline.hv.DescriptorTable;
 import dev.faultline.vmm.VcpuState;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.net.ServerSocket;
-import java.net.Socket;
 import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
 import java.util.List;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -30,14 +30,23 @@ import org.junit.jupiter.api.Timeout;
 class ProtocolTest {
     private ServerSocket server;
     private Connection a, b;
-    private Socket rawA;
+    /** a's channel, for bytes that bypass a's framing */
+    private SocketChannel rawA;
 
     @BeforeEach
     void connect() throws IOException {
-        server = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
-        rawA = new Socket(InetAddress.getLoopbackAddress(), server.getLocalPort());
-        a = new Connection(rawA, 2000);
+        server = MigrationDestination.listen("127.0.0.1", 0);
+        rawA = SocketChannel.open(new InetSocketAddress(InetAddress.getLoopbackAddress(), server.getLocalPort()));
+        a = new Connection(rawA.socket(), 2000);
         b = new Connection(server.accept(), 2000);
+    }
+
+    /** Writes raw bytes on a connection's (non-blocking) channel. */
+    static void writeRaw(SocketChannel ch, byte[] bytes, int len) throws IOException {
+        ByteBuffer buf = ByteBuffer.wrap(bytes, 0, len);
+        while (buf.hasRemaining()) {
+            if (ch.write(buf) == 0) Thread.onSpinWait();
+        }
     }
 
     @AfterEach
@@ -98,14 +107,15 @@ class ProtocolTest {
     void shouldRefuseACorruptedMessageNamingThePeerAndTheMessage() throws IOException {
         byte[] frame = frame(Protocol.REQUEST, 1, Protocol.VERSION, new byte[20]);
         frame[Protocol.HEADER_BYTES + 3] ^= 0x10;
-        rawA.getOutputStream().write(frame);
+        writeRaw(rawA, frame, frame.length);
         ProtocolException e = assertThrows(ProtocolException.class, () -> b.receive("a page request"));
         assertTrue(e.getMessage().contains("peer 127.0.0.1:") && e.getMessage().contains("REQUEST #1") && e.getMessage().contains("corrupted"), e.getMessage());
     }
 
     @Test
     void shouldRefuseAPeerSpeakingAnotherVersion() throws IOException {
-        rawA.getOutputStream().write(frame(Protocol.HELLO, 1, 2, new byte[8]));
+        byte[] frame = frame(Protocol.HELLO, 1, 2, new byte[8]);
+        writeRaw(rawA, frame, frame.length);
         ProtocolException e = assertThrows(ProtocolException.class, () -> b.receive("HELLO"));
         assertTrue(e.getMessage().contains("peer 127.0.0.1:") && e.getMessage().contains("protocol version 2")
                 && e.getMessage().contains("version " + Protocol.VERSION), e.getMessage());
@@ -114,17 +124,28 @@ class ProtocolTest {
     @Test
     void shouldRefuseATruncatedMessage() throws IOException {
         byte[] frame = frame(Protocol.PAGES, 1, Protocol.VERSION, new byte[4096]);
-        OutputStream out = rawA.getOutputStream();
-        out.write(frame, 0, Protocol.HEADER_BYTES + 100);
-        out.flush();
+        writeRaw(rawA, frame, Protocol.HEADER_BYTES + 100);
         rawA.shutdownOutput();
         ProtocolException e = assertThrows(ProtocolException.class, () -> b.receive("pushed pages"));
         assertTrue(e.getMessage().contains("truncated") && e.getMessage().contains("PAGES #1") && e.getMessage().contains("peer 127.0.0.1:"), e.getMessage());
     }
 
     @Test
+    void shouldGiveUpOnAPeerThatTakesNothingNamingThePeerAndTheMessage() throws IOException {
+        a.setTimeout(300);
+        byte[] payload = new byte[Messages.PagesHeader.BYTES + 64 * 4096];
+        // b never reads: the socket buffers fill, then a's send stalls and times out
+        ProtocolException e = assertThrows(ProtocolException.class, () -> {
+            for (int i = 0; i < 100_000; i++) a.send(Protocol.PAGES, payload);
+        });
+        assertTrue(e.getMessage().contains("peer 127.0.0.1:") && e.getMessage().contains("went silent: it took nothing for 300 ms")
+                && e.getMessage().contains("PAGES #"), e.getMessage());
+    }
+
+    @Test
     void shouldRefuseAMessageOutOfSequence() throws IOException {
-        rawA.getOutputStream().write(frame(Protocol.PUSH_DONE, 2, Protocol.VERSION, new byte[8]));
+        byte[] frame = frame(Protocol.PUSH_DONE, 2, Protocol.VERSION, new byte[8]);
+        writeRaw(rawA, frame, frame.length);
         ProtocolException e = assertThrows(ProtocolException.class, () -> b.receive("PUSH_DONE"));
         assertTrue(e.getMessage().contains("where #1 was due"), e.getMessage());
     }

@@ -44,6 +44,13 @@ final class CopyInstaller implements Installer {
         return uffd.copy(caller, hvaBase + gpa, src, len, 0);
     }
 
+    @Override public boolean installsFromMemory() { return true; }
+
+    @Override
+    public long installFrom(long gpa, long len, long srcAddress) {
+        return uffd.copy(caller, hvaBase + gpa, srcAddress, len, 0);
+    }
+
     @Override
     public void wake(long gpa, long len) { uffd.wake(caller, hvaBase + gpa, len); }
 
