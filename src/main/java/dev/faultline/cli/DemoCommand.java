@@ -17,6 +17,7 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 @Command(name = "demo", mixinStandardHelpOptions = true,
@@ -54,18 +55,15 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "auto", description = "kvm, ref or auto. Default: ${DEFAULT-VALUE}.")
     String backend;
 
-    @Option(names = "--no-priorities",
-            description = "Leave every thread at the default CPU priority. Without it, threads a faulting vCPU waits for run SCHED_FIFO "
-                    + "(else nice -15) and the threads that move pushed pages run at nice -10, so that two busy vCPUs on a small host "
-                    + "do not starve the migration (needs root or CAP_SYS_NICE; what each thread got is reported).")
-    boolean noPriorities;
+    @Mixin
+    PriorityOptions priorities;
 
     @Override
     public Integer call() throws IOException, InterruptedException {
         Backends.Choice choice = backend.equals("auto") ? Backends.best() : new Backends.Choice(backend, "asked for with --backend");
         Progress progress = new Progress(json);
         progress.phase("faultline demo: backend " + choice.name() + ": " + choice.why());
-        Process child = startDestination(choice.name(), !noPriorities);
+        Process child = startDestination(choice.name(), priorities.raise());
         try {
             BufferedReader err = new BufferedReader(new InputStreamReader(child.getErrorStream(), StandardCharsets.UTF_8));
             int port = -1;
@@ -99,7 +97,7 @@ final class DemoCommand implements Callable<Integer> {
             GuestOptions.Source src = new GuestOptions.Source();
             src.workload = "phases";
             MigrationSource.Options mo = new MigrationSource.Options("127.0.0.1", port, after, precopyRounds, 10_000, true, Duration.ofSeconds(120),
-                    !noPriorities, 0);
+                    priorities.raise(), 0);
             SourceSide.Outcome o;
             try {
                 o = SourceSide.run(opts, src, mo, fill, true, progress);

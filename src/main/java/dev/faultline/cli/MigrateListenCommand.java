@@ -8,6 +8,7 @@ import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 @Command(name = "listen", mixinStandardHelpOptions = true,
@@ -32,11 +33,8 @@ final class MigrateListenCommand implements Callable<Integer> {
             description = "Stop the migrated guest after this many seconds. Default: ${DEFAULT-VALUE}.")
     long guestTimeout;
 
-    @Option(names = "--no-priorities",
-            description = "Leave every thread at the default CPU priority. Without it, threads a faulting vCPU waits for run SCHED_FIFO "
-                    + "(else nice -15) and the threads that move pushed pages run at nice -10, so that two busy vCPUs on a small host "
-                    + "do not starve the migration (needs root or CAP_SYS_NICE; what each thread got is reported).")
-    boolean noPriorities;
+    @Mixin
+    PriorityOptions priorities;
 
     @Option(names = "--json", description = "Print this side's report as one JSON object on stdout.")
     boolean json;
@@ -47,7 +45,7 @@ final class MigrateListenCommand implements Callable<Integer> {
             throw new UserError("--backend must be kvm, ref or auto, got '" + backend + "'");
         }
         if (backend.equals("kvm")) dev.faultline.vmm.Backends.open("kvm").close(); // one clear line where /dev/kvm is missing
-        MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout), !noPriorities),
+        MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout), priorities.raise()),
                 line -> { if (!json) { System.out.println(line); System.out.flush(); } });
         try (ServerSocket server = MigrationDestination.listen(bind, port)) {
             System.err.println("faultline migrate listen: listening on " + bind + ":" + server.getLocalPort());

@@ -46,11 +46,8 @@ final class MigrateSendCommand implements Callable<Integer> {
     @Option(names = "--baseline", description = "Also time moving RAM-size bytes over a loopback TCP socket and report the ratio.")
     boolean baseline;
 
-    @Option(names = "--no-priorities",
-            description = "Leave every thread at the default CPU priority. Without it, threads a faulting vCPU waits for run SCHED_FIFO "
-                    + "(else nice -15) and the threads that move pushed pages run at nice -10, so that two busy vCPUs on a small host "
-                    + "do not starve the migration (needs root or CAP_SYS_NICE; what each thread got is reported).")
-    boolean noPriorities;
+    @Mixin
+    PriorityOptions priorities;
 
     @Option(names = "--push-rate", paramLabel = "SIZE", converter = Units.SizeConverter.class, defaultValue = "0",
             description = "At most SIZE of RAM per second in the background push (e.g. 256M); replies to the destination's faults "
@@ -72,7 +69,7 @@ final class MigrateSendCommand implements Callable<Integer> {
         }
         if (precopyRounds < 0) throw new UserError("--precopy-rounds must not be negative");
         MigrationSource.Options mo = new MigrationSource.Options(to.substring(0, colon), port, afterMillis, precopyRounds, timeoutMillis,
-                !noReference, SourceSide.seconds(guest.timeoutSeconds), !noPriorities, pushRate);
+                !noReference, SourceSide.seconds(guest.timeoutSeconds), priorities.raise(), pushRate);
         Progress progress = new Progress(json);
         SourceSide.Outcome o;
         try {
