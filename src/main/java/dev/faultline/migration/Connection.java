@@ -163,13 +163,23 @@ public final class Connection implements AutoCloseable {
 
     /**
      * Receives the next frame, checking magic, version, length, CRC32C and sequence number.
-     * @param waitingFor what this side waits for, for the timeout message ("the reply to request 7")
+     * @param waitingFor what this side waits for, for the timeout message ("the reply to request 7");
+     *     its {@code toString()} is called only to word an error
      * @throws ProtocolException naming the peer and the frame when anything is wrong or the peer is silent
      */
-    public Frame receive(String waitingFor) {
+    public Frame receive(Object waitingFor) {
+        return receive(waitingFor, 0);
+    }
+
+    /**
+     * As {@link #receive(Object)}, but first polls the socket for up to {@code spinNanos} before
+     * sleeping until data comes: for a reply due within microseconds, where being woken up would
+     * cost more than the wait (a cross-CPU wake-up here is tens of microseconds).
+     */
+    public Frame receive(Object waitingFor, long spinNanos) {
         long seq = recvSeq + 1;
         ByteBuffer in = recvBuf;
-        readFully(in.clear().limit(Protocol.HEADER_BYTES), waitingFor, "the header of message #" + seq);
+        readFully(in.clear().limit(Protocol.HEADER_BYTES), waitingFor, spinNanos, seq, -1, 0);
         int magic = in.getInt(Protocol.OFF_MAGIC);
         if (magic != Protocol.MAGIC) {
             throw new ProtocolException(String.format("%s: message #%d does not start with the magic \"FLMG\" (found 0x%08x): not a faultline migration peer",
@@ -184,9 +194,8 @@ public final class Connection implements AutoCloseable {
         long gotSeq = in.getLong(Protocol.OFF_SEQ);
         int len = in.getInt(Protocol.OFF_LENGTH);
         int want = in.getInt(Protocol.OFF_CRC);
-        String what = Protocol.typeName(type) + " #" + gotSeq;
         if (len < 0 || len > Protocol.MAX_PAYLOAD) {
-            throw new ProtocolException(peer() + ": message " + what + " announces a payload of " + Integer.toUnsignedString(len)
+            throw new ProtocolException(peer() + ": message " + what(type, gotSeq) + " announces a payload of " + Integer.toUnsignedString(len)
                     + " bytes, more than the " + Protocol.MAX_PAYLOAD + " allowed");
         }
         if (in.capacity() < Protocol.HEADER_BYTES + len) {
@@ -194,27 +203,40 @@ public final class Connection implements AutoCloseable {
             bigger.put(in.flip());
             recvBuf = in = bigger;
         }
-        readFully(in.limit(Protocol.HEADER_BYTES + len).position(Protocol.HEADER_BYTES), waitingFor, "the " + len + "-byte payload of " + what);
+        readFully(in.limit(Protocol.HEADER_BYTES + len).position(Protocol.HEADER_BYTES), waitingFor, spinNanos, gotSeq, type, len);
         recvCrc.reset();
         recvCrc.update(in.limit(Protocol.CRC_COVERED_HEADER).position(0));
         recvCrc.update(in.limit(Protocol.HEADER_BYTES + len).position(Protocol.HEADER_BYTES));
         if ((int) recvCrc.getValue() != want) {
             throw new ProtocolException(String.format("%s: message %s is corrupted: CRC32C 0x%08x, the header says 0x%08x; nothing of it was used",
-                    peer(), what, (int) recvCrc.getValue(), want));
+                    peer(), what(type, gotSeq), (int) recvCrc.getValue(), want));
         }
         if (gotSeq != seq) {
-            throw new ProtocolException(peer() + ": message " + what + " arrived where #" + seq + " was due (a message was lost or repeated)");
+            throw new ProtocolException(peer() + ": message " + what(type, gotSeq) + " arrived where #" + seq + " was due (a message was lost or repeated)");
         }
         recvSeq = seq;
         bytesReceived.addAndGet(Protocol.HEADER_BYTES + len);
         return new Frame(type, seq, in.slice(Protocol.HEADER_BYTES, len));
     }
 
-    /** Reads until {@code buf} is full (position to limit), or fails naming what was being read. */
-    private void readFully(ByteBuffer buf, String waitingFor, String part) {
-        int start = buf.position(), len = buf.remaining();
+    private static String what(int type, long seq) {
+        return Protocol.typeName(type) + " #" + seq;
+    }
+
+    /** "the header of message #7" ({@code type} < 0) or "the 4120-byte payload of PAGES #7". */
+    private static String part(long seq, int type, int len) {
+        return type < 0 ? "the header of message #" + seq : "the " + len + "-byte payload of " + what(type, seq);
+    }
+
+    /**
+     * Reads until {@code buf} is full (position to limit), or fails naming what was being read
+     * (the header of message {@code seq} when {@code type} < 0, else its payload); polls for up to
+     * {@code spinNanos} before each sleep.
+     */
+    private void readFully(ByteBuffer buf, Object waitingFor, long spinNanos, long seq, int type, int len) {
+        int start = buf.position();
         try {
-            long deadline = 0;
+            long deadline = 0, spinUntil = spinNanos > 0 ? System.nanoTime() + spinNanos : 0;
             while (buf.hasRemaining()) {
                 int n = channel.read(buf);
                 if (n < 0) throw new EOFException();
@@ -222,20 +244,24 @@ public final class Connection implements AutoCloseable {
                     deadline = 0;
                     continue;
                 }
+                if (spinUntil != 0 && System.nanoTime() < spinUntil) {
+                    Thread.onSpinWait();
+                    continue;
+                }
                 deadline = await(readable, deadline);
                 if (deadline < 0) {
                     throw new ProtocolException(peer() + " went silent: nothing for " + timeoutMillis + " ms while this side waited for "
-                            + waitingFor + " (" + part + ", " + (buf.position() - start) + " of " + len + " bytes read)");
+                            + waitingFor + " (" + part(seq, type, len) + ", " + (buf.position() - start) + " of " + (buf.limit() - start) + " bytes read)");
                 }
             }
         } catch (EOFException e) {
             int got = buf.position() - start;
-            throw new ProtocolException(got == 0 && part.startsWith("the header")
+            throw new ProtocolException(got == 0 && type < 0
                     ? peer() + " closed the connection while this side waited for " + waitingFor
-                    : peer() + ": truncated message: the connection ended after " + got + " of " + len + " bytes of " + part
+                    : peer() + ": truncated message: the connection ended after " + got + " of " + (buf.limit() - start) + " bytes of " + part(seq, type, len)
                     + "; nothing of it was used", e);
         } catch (IOException e) {
-            throw new ProtocolException(peer() + ": reading " + part + " failed: " + e.getMessage(), e);
+            throw new ProtocolException(peer() + ": reading " + part(seq, type, len) + " failed: " + e.getMessage(), e);
         }
     }
 

@@ -21,6 +21,8 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class RemotePageSource implements PageSource {
     private final List<Connection> urgent;
+    private final ReplyWait[] waits;
+    private final long replySpinNanos;
     private final long ramSize;
     private final PageLog log;
     private final LatencySamples samples;
@@ -29,14 +31,33 @@ public final class RemotePageSource implements PageSource {
     private int lanesTaken;
 
     /** Where accepted pages are recorded (their CRC32C for the transfer digest). */
+    /** What a lane waits for, worded only if the wait fails (no string is built per fault). */
+    private static final class ReplyWait {
+        long id, gpa;
+        int count;
+
+        @Override
+        public String toString() {
+            return String.format("the reply to request %d (pages [0x%x, +%d))", id, gpa, count);
+        }
+    }
+
     public interface PageLog {
         /** @param payload the received payload holding the page at {@code offset} (null for a zero page) */
         void accepted(long gpa, ByteBuffer payload, int offset, boolean zero);
     }
 
-    public RemotePageSource(List<Connection> urgent, long ramSize, PageLog log, LatencySamples samples) {
+    /**
+     * @param replySpinNanos how long a serving thread polls for its reply before it sleeps
+     *     ({@link Connection#receive(Object, long)}; 0: sleep at once)
+     */
+    public RemotePageSource(List<Connection> urgent, long ramSize, PageLog log, LatencySamples samples, long replySpinNanos) {
         if (urgent.isEmpty()) throw new IllegalArgumentException("a remote page source needs at least one urgent connection");
+        if (replySpinNanos < 0) throw new IllegalArgumentException("reply spin must not be negative, got " + replySpinNanos);
+        this.replySpinNanos = replySpinNanos;
         this.urgent = new ArrayList<>(urgent);
+        this.waits = new ReplyWait[urgent.size()];
+        for (int i = 0; i < waits.length; i++) waits[i] = new ReplyWait();
         this.ramSize = ramSize;
         this.log = log;
         this.samples = samples;
@@ -86,7 +107,11 @@ public final class RemotePageSource implements PageSource {
             // A shared connection (more threads than connections) carries one request at a time.
             synchronized (c) {
                 c.send(Protocol.REQUEST, b -> Messages.request(b, new Messages.Request(id, gpa, count)));
-                Frame f = c.receive(String.format("the reply to request %d (pages [0x%x, +%d))", id, gpa, count));
+                ReplyWait wait = waits[lane];
+                wait.id = id;
+                wait.gpa = gpa;
+                wait.count = count;
+                Frame f = c.receive(wait, replySpinNanos);
                 if (f.type() == Protocol.ERROR) {
                     throw new ProtocolException(c.peer() + " reported an error instead of answering request " + id + ": "
                             + Messages.string(f, c.peer(), Protocol.ERROR));

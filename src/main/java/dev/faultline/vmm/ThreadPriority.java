@@ -12,7 +12,8 @@ import dev.faultline.sys.Libc;
  *       source's urgent-request server). They sleep until a fault comes and then run a few
  *       microseconds: SCHED_FIFO priority {@value #FIFO_PRIORITY}, so a wake-up preempts guest code at
  *       once instead of waiting for a time slice; else nice {@value #FAULT_NICE}; else unchanged.
- *       Such a thread must never spin: it would take a CPU from the vCPUs for as long as it spins.</li>
+ *       Such a thread must not spin while it has nothing to do: it would take a CPU from the vCPUs
+ *       for as long as it spins (a short bounded poll for a reply a waiting vCPU needs is fine).</li>
  *   <li>{@link #TRANSFER}: threads that move bulk memory the guest will need soon (a migration's
  *       background push and the destination's installer of pushed pages). They need far less CPU
  *       than the guest (about 0.2 CPU-seconds per GiB each here) but must get it when data is ready,

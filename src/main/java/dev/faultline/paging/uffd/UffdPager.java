@@ -43,7 +43,7 @@ public final class UffdPager implements DemandPager {
      *     range), or empty for {@code handlers} equal parts
      * @param pinning   where handler and vCPU threads run
      * @param handlerPriority the CPU priority handler threads take (null: the default); a
-     *     {@link ThreadPriority#FAULT_PATH} handler may run SCHED_FIFO and so must not spin
+     *     {@link ThreadPriority#FAULT_PATH} handler may run SCHED_FIFO and so must not spin while idle
      */
     public record Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning,
                          ThreadPriority handlerPriority) {
@@ -53,7 +53,7 @@ public final class UffdPager implements DemandPager {
 
         public Config {
             if (handlerPriority == ThreadPriority.FAULT_PATH && spinNanos > 0) {
-                throw new IllegalArgumentException("a fault-path handler may run SCHED_FIFO and must not spin; got a spin of " + spinNanos + " ns");
+                throw new IllegalArgumentException("a fault-path handler may run SCHED_FIFO and must not spin while idle; got an idle spin of " + spinNanos + " ns");
             }
             if (handlers < 1) throw new IllegalArgumentException("at least one handler thread is needed, got " + handlers);
             splitGpas = splitGpas == null ? List.of() : List.copyOf(splitGpas);
