@@ -44,7 +44,7 @@ class SnapshotCommandTest {
         assertEquals(0, s.code(), s.err());
         assertTrue(s.out().contains("stopped after the snapshot"), s.out());
         Path json = dir.resolve("snapshot.json");
-        Files.writeString(json, Files.readString(json).replace("\"version\" : 1,", "\"version\" : 7,"));
+        Files.writeString(json, Files.readString(json).replace("\"version\" : 2,", "\"version\" : 7,"));
         CliCapture.Outcome r = run("restore", dir.toString(), "--eager", "--backend", "ref");
         assertEquals(2, r.code());
         assertEquals("", r.out());
