@@ -1,9 +1,9 @@
 package dev.faultline.snapshot;
 
 import dev.faultline.sys.Errno;
+import dev.faultline.sys.HostMemory;
 import dev.faultline.sys.Libc;
 import java.io.IOException;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -150,7 +150,7 @@ public final class Snapshot implements AutoCloseable {
 
     /** A staging buffer as large as one chunk (one per reading thread). */
     public static MemorySegment chunkBuffer() {
-        return Arena.ofAuto().allocate(SnapshotFormat.CHUNK_BYTES, SnapshotFormat.PAGE);
+        return HostMemory.scratch(SnapshotFormat.CHUNK_BYTES);
     }
 
     /**

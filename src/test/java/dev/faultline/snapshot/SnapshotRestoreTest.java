@@ -305,6 +305,7 @@ class SnapshotRestoreTest {
         for (String mode : List.of("lazy", "eager")) {
             String m = refused(dir, counting(mode));
             assertTrue(m.contains("chunks.bin has SHA-256") && m.contains(d.chunkTable().sha256()) && m.contains("corrupted"), m);
+            assertEquals(1, recorder.vmsCreated.get(), "the machine was built alongside the file checks, then closed unstarted");
         }
     }
 
