@@ -4,6 +4,7 @@ import dev.faultline.guest.BootProtocol;
 import dev.faultline.guest.workload.Workload;
 import dev.faultline.guest.workload.WorkloadMismatchException;
 import dev.faultline.guest.workload.Workloads;
+import dev.faultline.hv.Caps;
 import dev.faultline.hv.Hypervisor;
 import dev.faultline.hv.VcpuExit;
 import dev.faultline.paging.DemandPager;
@@ -16,12 +17,14 @@ import dev.faultline.paging.exit.ExitPager;
 import dev.faultline.paging.uffd.UffdPager;
 import dev.faultline.sys.HostMemory;
 import dev.faultline.vmm.Backends;
+import dev.faultline.vmm.GuestRam;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.MachineSpec;
 import dev.faultline.vmm.MemoryFaultHandler;
 import dev.faultline.vmm.MemoryPreparer;
 import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.VcpuResult;
+import dev.faultline.vmm.VmShell;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.security.MessageDigest;
@@ -30,6 +33,8 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.FutureTask;
 import java.util.concurrent.atomic.AtomicLong;
@@ -48,13 +53,15 @@ import java.util.function.Function;
  *       needed; with {@link Verify#UPFRONT} all of them before the machine starts. After the guest
  *       ends, pages it never touched are copied in (so RAM equals the snapshotted guest's).</li>
  * </ul>
- * Everything that can be checked without reading chunk data is checked before any vCPU starts, in
- * two steps: the description alone ({@link Snapshot#readDescription}: format, sizes, memslots,
- * registers) before the backend is opened; then, on a thread of its own while this one builds the
- * machine, the page map, the chunk table and the memory file
+ * Everything that can be checked without reading chunk data is checked before any vCPU starts, on
+ * a check thread of its own ({@link Checks}): the description ({@link Snapshot#readDescription}:
+ * format, sizes, memslots, registers), then the page map, the chunk table and the memory file
  * ({@link Snapshot#open(Path, SnapshotDescription)}), all chunks with {@link Verify#UPFRONT}, and the
- * low 1 MiB's chunk. A refusal in the second step closes the machine, which was never started: no
- * vCPU entered the guest. Nothing of a refused snapshot ever runs.
+ * low 1 MiB's chunk. Meanwhile the calling thread opens the backend and builds the VM with its RAM
+ * and memslots for the RAM size the page map's header names ({@link VmShell}); it creates the vCPUs
+ * (with the saved registers) only once the description is checked, and starts them only once
+ * everything is. A refusal closes whatever was built, never started: no vCPU of a refused snapshot
+ * ever entered the guest, and none exists when the description itself is refused.
  */
 public final class Restore {
     private Restore() {}
@@ -89,26 +96,31 @@ public final class Restore {
     }
 
     /**
-     * Nanoseconds from the start of {@link #run}: {@code described} (the description read and
-     * checked), {@code backendOpened}; then on this thread {@code machineBuilt} (VM, RAM, memslots,
-     * vCPUs with their saved registers) while on the check thread {@code checked} (page map, chunk
-     * table, file sizes, all chunks when checked upfront; lazy: the low 1 MiB's chunk read and
-     * checked, the pager created); {@code checksJoined} (this thread has both); {@code memoryReady} (eager: all of RAM;
-     * lazy: the low 1 MiB copied in); {@code pagingReady} (lazy: userfaultfd registered and handler
-     * threads started, or the exit-on-missing bitmap set); {@code firstEntry} (the first vCPU thread is
-     * about to make its first KVM_RUN / ref run call); {@code ended} (every vCPU stopped, untouched
-     * pages copied in, RAM hashed).
+     * Nanoseconds from the start of {@link #run}. On the check thread: {@code described} (the
+     * description read and checked), {@code checked} (then the page map, chunk table, file sizes,
+     * all chunks when checked upfront; lazy: the low 1 MiB's chunk read and checked, the pager
+     * created). Meanwhile on the calling thread: {@code backendOpened}, {@code vmReady} (VM, RAM and
+     * memslots built ahead for the RAM size in the page map's header), {@code descriptionJoined} (the
+     * checked description in hand), {@code machineBuilt} (vCPUs with their saved registers),
+     * {@code checksJoined} (everything checked). Then {@code memoryReady} (eager: all of RAM; lazy:
+     * the low 1 MiB copied in); {@code pagingReady} (lazy: userfaultfd registered and handler
+     * threads started, or the exit-on-missing bitmap set); {@code firstEntry} (the first vCPU thread
+     * is about to make its first KVM_RUN / ref run call); {@code ended} (every vCPU stopped,
+     * untouched pages copied in, RAM hashed).
      */
-    public record Timings(long described, long backendOpened, long machineBuilt, long checked, long checksJoined, long memoryReady,
-                          long pagingReady, long firstEntry, long ended, long fillRestNanos) {
+    public record Timings(long described, long backendOpened, long vmReady, long descriptionJoined, long machineBuilt, long checked,
+                          long checksJoined, long memoryReady, long pagingReady, long firstEntry, long ended, long fillRestNanos) {
         public Map<String, Object> toMap() {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("describe_ms", ms(described));
-            m.put("backend_open_ms", ms(backendOpened - described));
-            m.put("machine_ms", ms(machineBuilt - backendOpened));
-            m.put("check_ms", ms(checked - backendOpened));
+            m.put("check_ms", ms(checked - described));
             m.put("validate_ms", ms(checked));
-            m.put("check_wait_ms", ms(Math.max(0, checksJoined - machineBuilt)));
+            m.put("backend_open_ms", ms(backendOpened));
+            m.put("vm_ms", ms(vmReady - backendOpened));
+            m.put("description_wait_ms", ms(descriptionJoined - vmReady));
+            m.put("vcpus_ms", ms(machineBuilt - descriptionJoined));
+            m.put("machine_ms", ms(machineBuilt - backendOpened));
+            m.put("check_wait_ms", ms(checksJoined - machineBuilt));
             m.put("memory_ms", ms(memoryReady - checksJoined));
             m.put("paging_setup_ms", ms(pagingReady - memoryReady));
             m.put("vcpu_thread_start_ms", ms(firstEntry - pagingReady));
@@ -136,32 +148,44 @@ public final class Restore {
 
     public static Result run(Path dir, Options o) {
         long t0 = System.nanoTime();
-        SnapshotDescription d = Snapshot.readDescription(dir);
-        long described = System.nanoTime() - t0;
-        Hypervisor hv = o.backends().apply(o.backend());
-        long backendOpened = System.nanoTime() - t0;
-        String backendName = hv.name();
-        FutureTask<Checked> checks = new FutureTask<>(() -> check(dir, d, o, backendName));
-        Machine m = null;
-        long machineBuilt;
-        Checked checked;
+        CompletableFuture<String> backendName = new CompletableFuture<>();
+        Checks checks = new Checks(dir, o, backendName);
         PagerSlot slot = new PagerSlot();
         FirstEntry first = new FirstEntry();
+        Hypervisor hv = null;
+        VmShell shell = null;
+        Machine m = null;
+        long backendOpened, vmReady, descriptionJoined, machineBuilt;
+        SnapshotDescription d;
+        Checked checked;
         try {
-            Thread.ofPlatform().daemon().name("snapshot-check").start(checks);
+            hv = o.backends().apply(o.backend());
+            backendOpened = System.nanoTime() - t0;
+            backendName.complete(hv.name());
+            shell = vmAhead(hv, dir);
+            vmReady = System.nanoTime() - t0;
+            d = checks.description();
+            descriptionJoined = System.nanoTime() - t0;
             MachineSpec spec = MachineSpec.resuming(d.ramBytes(), d.vcpus()).withTimeout(o.timeout()).withExitLogLimit(64)
                     .withMainSlot(0, slot).withMemoryPreparer(first.wrap(slot));
-            try {
-                m = new Machine(hv, spec);
-                machineBuilt = System.nanoTime() - t0;
-            } catch (RuntimeException | Error e) {
-                awaitChecks(checks).snapshot().close(); // a refused snapshot is reported as refused, not as a machine failure
-                throw e;
+            if (shell != null && !shell.fits(hv, spec)) {
+                shell.close();
+                shell = null;
             }
-            checked = awaitChecks(checks);
+            m = new Machine(hv, spec, shell);
+            shell = null; // the machine owns it now
+            machineBuilt = System.nanoTime() - t0;
+            checked = checks.result();
         } catch (RuntimeException | Error e) {
+            backendName.completeExceptionally(e); // if the check thread still waits for it
             if (m != null) m.close();
-            hv.close();
+            if (shell != null) shell.close();
+            if (hv != null) hv.close();
+            SnapshotException refusal = checks.discard();
+            if (refusal != null && refusal != e) { // a refused snapshot is reported as refused, not as what failed meanwhile
+                refusal.addSuppressed(e);
+                throw refusal;
+            }
             throw e;
         }
         long checksJoined = System.nanoTime() - t0;
@@ -177,8 +201,8 @@ public final class Restore {
             RunReport report = machine.start().await();
             long ended = System.nanoTime() - t0;
             String failure = pager != null && pager.failureMessage() != null ? pager.failureMessage() : first.fillFailure;
-            Timings t = new Timings(described, backendOpened, machineBuilt, checked.doneAt() - t0, checksJoined, memoryReady,
-                    first.prepared - t0, first.at.get() - t0, ended, first.fillNanos);
+            Timings t = new Timings(checked.describedAt() - t0, backendOpened, vmReady, descriptionJoined, machineBuilt,
+                    checked.doneAt() - t0, checksJoined, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos);
             Comparison c = compare(d, report, ram, failure);
             return new Result(d, backend.name(), o.mode(), o.verify(), report, core == null ? null : new PagingStats(core),
                     snap.chunksVerified(), snap.bytesRead(), t, c, failure);
@@ -186,47 +210,118 @@ public final class Restore {
     }
 
     /**
-     * What the check thread hands over: the opened snapshot, the low chunks read and checked and the
-     * demand pager over the snapshot (lazy), and when it was done ({@link System#nanoTime}).
+     * The VM with RAM and memslots, built before the description is read, for the RAM size that the
+     * page map's header names (the description must say the same, and the page map is checked
+     * against it, or the shell is closed unused); null when the header names none. No vCPU exists
+     * until the description has been checked.
      */
-    private record Checked(Snapshot snapshot, MemorySegment low, DemandPager pager, long doneAt) {}
+    private static VmShell vmAhead(Hypervisor hv, Path dir) {
+        long ram = PageMap.ramBytesInHeader(dir.resolve(SnapshotFormat.PAGE_MAP_FILE));
+        if (ram < BootProtocol.IMAGE_MIN_GPA + SnapshotFormat.PAGE || ram > BootProtocol.MAX_RAM) return null;
+        return VmShell.create(hv, ram, GuestRam.Backing.ANONYMOUS, Caps.VM_TYPE_DEFAULT, 0);
+    }
 
     /**
-     * Runs on its own thread while the calling thread builds the machine: checks the files against
-     * the description, all chunks with {@link Verify#UPFRONT}, and (lazy) reads the low chunks and
-     * creates the pager for {@code backend}. Nothing it does is needed to build the machine;
-     * everything it checks is checked before the machine starts.
+     * What the check thread hands over: the opened snapshot, the low chunks read and checked and the
+     * demand pager over the snapshot (lazy), and when the description and everything were checked
+     * ({@link System#nanoTime}).
      */
-    private static Checked check(Path dir, SnapshotDescription d, Options o, String backend) {
-        Snapshot snap = Snapshot.open(dir, d);
-        try {
-            if (o.verify() == Verify.UPFRONT) snap.verifyAllChunks();
-            if (o.mode() == Mode.EAGER) return new Checked(snap, null, null, System.nanoTime());
-            MemorySegment low = loadLowChunks(snap);
-            return new Checked(snap, low, lazyPager(backend, snap, o), System.nanoTime());
-        } catch (RuntimeException | Error e) {
-            snap.close();
-            throw e;
+    private record Checked(Snapshot snapshot, MemorySegment low, DemandPager pager, long describedAt, long doneAt) {}
+
+    /**
+     * The check thread, started at once: reads and checks the description (handed over as soon as
+     * it is checked, {@link #description}), then the files against it, all chunks with
+     * {@link Verify#UPFRONT}, and (lazy) reads the low chunks and creates the pager for the backend
+     * the calling thread opened. Meanwhile the calling thread opens the backend and builds the
+     * machine; it creates no vCPU before {@link #description} returned, and starts none before
+     * {@link #result} did.
+     */
+    private static final class Checks {
+        private final CompletableFuture<SnapshotDescription> description = new CompletableFuture<>();
+        private final FutureTask<Checked> task;
+
+        Checks(Path dir, Options o, CompletableFuture<String> backendName) {
+            task = new FutureTask<>(() -> {
+                SnapshotDescription d;
+                try {
+                    d = Snapshot.readDescription(dir);
+                } catch (RuntimeException | Error e) {
+                    description.completeExceptionally(e);
+                    throw e;
+                }
+                long describedAt = System.nanoTime();
+                description.complete(d);
+                return check(dir, d, o, backendName, describedAt);
+            });
+            Thread.ofPlatform().daemon().name("snapshot-check").start(task);
+        }
+
+        /** The checked description; throws the refusal if it was refused. */
+        SnapshotDescription description() {
+            try {
+                return description.join();
+            } catch (CompletionException e) {
+                throw rethrow(e.getCause());
+            }
+        }
+
+        /** Everything checked; throws the refusal if something was refused. */
+        Checked result() {
+            try {
+                return awaitTask();
+            } catch (ExecutionException e) {
+                throw rethrow(e.getCause());
+            }
+        }
+
+        /** Waits for the thread to end and closes what it opened; returns its refusal, if it refused. */
+        SnapshotException discard() {
+            try {
+                awaitTask().snapshot().close();
+                return null;
+            } catch (ExecutionException e) {
+                return e.getCause() instanceof SnapshotException s ? s : null;
+            }
+        }
+
+        private Checked awaitTask() throws ExecutionException {
+            boolean interrupted = false;
+            try {
+                while (true) {
+                    try {
+                        return task.get();
+                    } catch (InterruptedException e) {
+                        interrupted = true;
+                    }
+                }
+            } finally {
+                if (interrupted) Thread.currentThread().interrupt();
+            }
+        }
+
+        private static RuntimeException rethrow(Throwable t) {
+            if (t instanceof RuntimeException r) return r;
+            if (t instanceof Error e) throw e;
+            return new IllegalStateException("checking the snapshot failed: " + t, t);
         }
     }
 
-    /** Waits for the checks and returns their result, or throws what they threw (a refusal). */
-    private static Checked awaitChecks(FutureTask<Checked> checks) {
-        boolean interrupted = false;
+    /**
+     * On the check thread, after the description: checks the files against it, all chunks with
+     * {@link Verify#UPFRONT}, and (lazy) reads the low chunks and creates the pager for the backend
+     * the calling thread opened.
+     */
+    private static Checked check(Path dir, SnapshotDescription d, Options o, CompletableFuture<String> backendName, long describedAt) {
+        Snapshot snap = Snapshot.open(dir, d);
         try {
-            while (true) {
-                try {
-                    return checks.get();
-                } catch (InterruptedException e) {
-                    interrupted = true;
-                } catch (ExecutionException e) {
-                    if (e.getCause() instanceof RuntimeException r) throw r;
-                    if (e.getCause() instanceof Error err) throw err;
-                    throw new IllegalStateException("checking the snapshot failed: " + e.getCause(), e.getCause());
-                }
-            }
-        } finally {
-            if (interrupted) Thread.currentThread().interrupt();
+            if (o.verify() == Verify.UPFRONT) snap.verifyAllChunks();
+            if (o.mode() == Mode.EAGER) return new Checked(snap, null, null, describedAt, System.nanoTime());
+            MemorySegment low = loadLowChunks(snap);
+            DemandPager pager = lazyPager(backendName.join(), snap, o);
+            return new Checked(snap, low, pager, describedAt, System.nanoTime());
+        } catch (RuntimeException | Error e) {
+            snap.close();
+            throw e;
         }
     }
 

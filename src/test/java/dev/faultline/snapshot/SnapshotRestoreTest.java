@@ -166,15 +166,17 @@ class SnapshotRestoreTest {
 
     // ---- refusals: nothing runs ------------------------------------------------------------------
     //
-    // A description that is refused is refused before the backend is opened. The files it points to
-    // (page map, chunk table, memory file, and chunk data checked upfront) are checked while the
-    // machine is built on another thread; a refusal there closes that machine and its backend
-    // without any vCPU having been run.
+    // The snapshot is checked on a thread of its own while the backend is opened and the VM built
+    // (RAM and memslots, for the RAM size the page map's header names). A refused description is
+    // refused before any vCPU exists; the files it points to (page map, chunk table, memory file, and
+    // chunk data checked upfront) before any vCPU is started. Either way whatever was built is closed
+    // and no vCPU ever ran.
 
     /** What a restore did with its backend: opened and closed it, created and closed VMs, ran vCPUs. */
     private static final class BackendRecorder {
         final AtomicInteger opened = new AtomicInteger(), closed = new AtomicInteger();
-        final AtomicInteger vmsCreated = new AtomicInteger(), vmsClosed = new AtomicInteger(), vcpuRuns = new AtomicInteger();
+        final AtomicInteger vmsCreated = new AtomicInteger(), vmsClosed = new AtomicInteger(), vcpusCreated = new AtomicInteger();
+        final AtomicInteger vcpuRuns = new AtomicInteger();
 
         Hypervisor open(String name) {
             opened.incrementAndGet();
@@ -198,7 +200,10 @@ class SnapshotRestoreTest {
                     vmsCreated.incrementAndGet();
                     return recording(Vm.class, (Vm) result);
                 }
-                if (name.equals("createVcpu")) return recording(Vcpu.class, (Vcpu) result);
+                if (name.equals("createVcpu")) {
+                    vcpusCreated.incrementAndGet();
+                    return recording(Vcpu.class, (Vcpu) result);
+                }
                 return result;
             });
         }
@@ -211,7 +216,7 @@ class SnapshotRestoreTest {
                 .withBackends(name -> recorder.open(name));
     }
 
-    /** Refused while the machine may have been built: whatever was built was closed and never ran. */
+    /** Refused: whatever was built alongside the checks was closed, and no vCPU ever ran. */
     private static String refused(Path dir, Restore.Options o) {
         recorder = new BackendRecorder();
         SnapshotException e = assertThrows(SnapshotException.class, () -> Restore.run(dir, o));
@@ -222,10 +227,10 @@ class SnapshotRestoreTest {
         return e.getMessage();
     }
 
-    /** Refused from the description alone: the backend was never even opened. */
-    private static String refusedBeforeOpening(Path dir, Restore.Options o) {
+    /** Refused from the description alone: not even a vCPU was created (its registers never reached a backend). */
+    private static String refusedBeforeAnyVcpu(Path dir, Restore.Options o) {
         String m = refused(dir, o);
-        assertEquals(0, recorder.opened.get(), "no backend was opened");
+        assertEquals(0, recorder.vcpusCreated.get(), "no vCPU was created");
         return m;
     }
 
@@ -261,7 +266,7 @@ class SnapshotRestoreTest {
     void shouldRefuseAnUnknownFormatVersion(@TempDir Path dir) throws Exception {
         refSnapshot(dir);
         edit(dir, "\"version\" : 2,", "\"version\" : 3,");
-        String m = refusedBeforeOpening(dir, counting("eager"));
+        String m = refusedBeforeAnyVcpu(dir, counting("eager"));
         assertTrue(m.contains("format version 3 is not supported") && m.contains("version 2"), m);
     }
 
@@ -269,7 +274,7 @@ class SnapshotRestoreTest {
     void shouldRefuseADescriptionWhoseRamSizeDisagreesWithItsMemslots(@TempDir Path dir) throws Exception {
         refSnapshot(dir);
         edit(dir, "\"ram_bytes\" : " + MEM + ",", "\"ram_bytes\" : " + (MEM * 2) + ",");
-        String m = refusedBeforeOpening(dir, counting("eager"));
+        String m = refusedBeforeAnyVcpu(dir, counting("eager"));
         assertTrue(m.contains("memslots"), m);
     }
 
@@ -277,7 +282,7 @@ class SnapshotRestoreTest {
     void shouldRefuseMemslotsThatDoNotMatchHowRestoreInstallsRam(@TempDir Path dir) throws Exception {
         refSnapshot(dir);
         edit(dir, "\"gpa\" : \"0x100000\",\n    \"bytes\" : " + (MEM - 0x100000), "\"gpa\" : \"0x200000\",\n    \"bytes\" : " + (MEM - 0x200000));
-        String m = refusedBeforeOpening(dir, counting("eager"));
+        String m = refusedBeforeAnyVcpu(dir, counting("eager"));
         assertTrue(m.contains("memslots[1]") && m.contains("slot 1 [0x200000") && m.contains("slot 1 [0x100000"), m);
     }
 
@@ -294,8 +299,9 @@ class SnapshotRestoreTest {
         refSnapshot(dir);
         String json = Files.readString(dir.resolve(SnapshotFormat.DESCRIPTION_FILE));
         Files.writeString(dir.resolve(SnapshotFormat.DESCRIPTION_FILE), json.replaceFirst("\"efer\" : \"0x[0-9a-f]+\"", "\"efer\" : \"0x0\""));
-        String m = refusedBeforeOpening(dir, counting("eager"));
+        String m = refusedBeforeAnyVcpu(dir, counting("eager"));
         assertTrue(m.contains("vcpus[0].sregs.efer") && m.contains("long mode"), m);
+        assertEquals(1, recorder.vmsCreated.get(), "the VM was built ahead (RAM and memslots, no vCPU), then closed");
     }
 
     @Test
@@ -305,7 +311,7 @@ class SnapshotRestoreTest {
         for (String mode : List.of("lazy", "eager")) {
             String m = refused(dir, counting(mode));
             assertTrue(m.contains("chunks.bin has SHA-256") && m.contains(d.chunkTable().sha256()) && m.contains("corrupted"), m);
-            assertEquals(1, recorder.vmsCreated.get(), "the machine was built alongside the file checks, then closed unstarted");
+            assertEquals(1, recorder.vcpusCreated.get(), "the machine was built alongside the file checks, then closed unstarted");
         }
     }
 
@@ -357,7 +363,7 @@ class SnapshotRestoreTest {
     void shouldRefuseAVersion1SnapshotAskingForANewOne(@TempDir Path dir) throws Exception {
         refSnapshot(dir);
         edit(dir, "\"version\" : 2,", "\"version\" : 1,");
-        String m = refusedBeforeOpening(dir, counting("lazy"));
+        String m = refusedBeforeAnyVcpu(dir, counting("lazy"));
         assertTrue(m.contains("format version 1 is not supported") && m.contains("take the snapshot again"), m);
     }
 
