@@ -166,10 +166,12 @@ final class RestoreCommand implements Callable<Integer> {
         System.out.printf("  first guest instruction %.3f ms after restore start (%.3f ms after the command started, JVM up %d ms then)%n",
                 firsts.get(0), fromCommand, uptimeAtStart);
         if (firsts.size() > 1) System.out.printf("  per repeat: %s ms%n", firsts.stream().map(RestoreCommand::round).toList());
-        System.out.printf("  describe %s ms, validate %s ms (machine built alongside in %s ms, then waited for %s ms), memory %s ms, paging %s ms, "
-                        + "completion %s ms (untouched pages copied in %s ms)%n",
-                tm.get("describe_ms"), tm.get("validate_ms"), tm.get("machine_ms"), tm.get("machine_wait_ms"), tm.get("memory_ms"),
-                tm.get("paging_setup_ms"), tm.get("to_completion_ms"), tm.get("copy_untouched_pages_ms"));
+        System.out.printf("  check thread: description %s ms, files %s ms; alongside: backend %s ms, VM %s ms, vCPUs %s ms (waited %s ms for the "
+                        + "description, %s ms for the checks)%n", tm.get("describe_ms"), tm.get("check_ms"), tm.get("backend_open_ms"),
+                tm.get("vm_ms"), tm.get("vcpus_ms"), tm.get("description_wait_ms"), tm.get("check_wait_ms"));
+        System.out.printf("  memory %s ms, paging %s ms, vCPU thread %s ms; completion %s ms (untouched pages copied in %s ms)%n",
+                tm.get("memory_ms"), tm.get("paging_setup_ms"), tm.get("vcpu_thread_start_ms"), tm.get("to_completion_ms"),
+                tm.get("copy_untouched_pages_ms"));
         System.out.printf("  %d chunks verified, %s read%s%n", r.chunksVerified(), Units.formatSize(r.bytesRead()),
                 r.paging() == null ? "" : String.format(", %d faults, %d pages installed (%d prefetched)", r.paging().faults(),
                         r.paging().pagesInstalled(), r.paging().prefetchPages()));
