@@ -88,6 +88,7 @@ final class RestoreCommand implements Callable<Integer> {
         };
         Restore.Options o = new Restore.Options(backend, m, v, p, handlers, Duration.ofSeconds(timeoutSeconds), null);
         List<Double> firsts = new ArrayList<>();
+        List<Map<String, Object>> perRun = new ArrayList<>();
         Restore.Result r = null;
         long firstRunStart = 0;
         for (int i = 0; i < repeat; i++) {
@@ -99,17 +100,19 @@ final class RestoreCommand implements Callable<Integer> {
                 throw new UserError(e.getMessage());
             }
             firsts.add(r.timings().firstEntry() / 1e6);
+            perRun.add(r.timings().toMap());
         }
         double fromCommand = (firstRunStart - commandStart) / 1e6 + firsts.get(0);
         if (json) {
-            Json.print(System.out, tree(r, firsts, fromCommand, uptimeAtStart));
+            Json.print(System.out, tree(r, firsts, perRun, fromCommand, uptimeAtStart));
         } else {
             printText(r, firsts, fromCommand, uptimeAtStart);
         }
         return r.ok() ? 0 : 1;
     }
 
-    private Map<String, Object> tree(Restore.Result r, List<Double> firsts, double fromCommand, long uptimeAtStart) {
+    private Map<String, Object> tree(Restore.Result r, List<Double> firsts, List<Map<String, Object>> perRun, double fromCommand,
+                                     long uptimeAtStart) {
         Map<String, Object> t = new LinkedHashMap<>();
         SnapshotDescription d = r.snapshot();
         Map<String, Object> s = new LinkedHashMap<>();
@@ -129,6 +132,7 @@ final class RestoreCommand implements Callable<Integer> {
         timings.put("jvm_uptime_at_command_start_ms", uptimeAtStart);
         if (firsts.size() > 1) timings.put("to_first_instruction_ms_per_repeat", firsts.stream().map(RestoreCommand::round).toList());
         t.put("timings", timings);
+        if (perRun.size() > 1) t.put("timings_per_repeat", perRun);
         t.put("chunks_verified", r.chunksVerified());
         t.put("bytes_read", r.bytesRead());
         if (r.paging() != null) {
@@ -162,8 +166,12 @@ final class RestoreCommand implements Callable<Integer> {
         System.out.printf("  first guest instruction %.3f ms after restore start (%.3f ms after the command started, JVM up %d ms then)%n",
                 firsts.get(0), fromCommand, uptimeAtStart);
         if (firsts.size() > 1) System.out.printf("  per repeat: %s ms%n", firsts.stream().map(RestoreCommand::round).toList());
-        System.out.printf("  validate %s ms, machine %s ms, memory %s ms, completion %s ms (untouched pages copied in %s ms)%n",
-                tm.get("validate_ms"), tm.get("machine_ms"), tm.get("memory_ms"), tm.get("to_completion_ms"), tm.get("copy_untouched_pages_ms"));
+        System.out.printf("  check thread: description %s ms, files %s ms; alongside: backend %s ms, VM %s ms, vCPUs %s ms (waited %s ms for the "
+                        + "description, %s ms for the checks)%n", tm.get("describe_ms"), tm.get("check_ms"), tm.get("backend_open_ms"),
+                tm.get("vm_ms"), tm.get("vcpus_ms"), tm.get("description_wait_ms"), tm.get("check_wait_ms"));
+        System.out.printf("  memory %s ms, paging %s ms, vCPU thread %s ms; completion %s ms (untouched pages copied in %s ms)%n",
+                tm.get("memory_ms"), tm.get("paging_setup_ms"), tm.get("vcpu_thread_start_ms"), tm.get("to_completion_ms"),
+                tm.get("copy_untouched_pages_ms"));
         System.out.printf("  %d chunks verified, %s read%s%n", r.chunksVerified(), Units.formatSize(r.bytesRead()),
                 r.paging() == null ? "" : String.format(", %d faults, %d pages installed (%d prefetched)", r.paging().faults(),
                         r.paging().pagesInstalled(), r.paging().prefetchPages()));

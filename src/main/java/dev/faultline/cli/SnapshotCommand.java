@@ -3,6 +3,7 @@ package dev.faultline.cli;
 import dev.faultline.hv.Hypervisor;
 import dev.faultline.snapshot.SnapshotDescription;
 import dev.faultline.snapshot.SnapshotException;
+import dev.faultline.snapshot.SnapshotFormat;
 import dev.faultline.snapshot.SnapshotTaker;
 import dev.faultline.vmm.Backends;
 import dev.faultline.vmm.Machine;
@@ -96,7 +97,7 @@ final class SnapshotCommand implements Callable<Integer> {
                 System.out.printf("snapshot of %s on %s written to %s: %s RAM, %d vCPU(s), paused %s%n", prepared.name(), hv.name(), out,
                         Units.formatSize(d.ramBytes()), d.vcpus().size(), describe(d.point()));
                 System.out.printf("  %d pages stored (%s), %d zero pages not stored, %d chunks; written in %.1f ms%n",
-                        d.memory().storedPages(), Units.formatSize(d.memory().bytes()), d.memory().zeroPages(), d.chunks().size(),
+                        d.memory().storedPages(), Units.formatSize(d.memory().bytes()), d.memory().zeroPages(), SnapshotFormat.chunkCount(d.ramBytes()),
                         taken.written().nanos() / 1e6);
                 if (finish) {
                     System.out.printf("  %s: the guest finished: %s; RAM sha256 %s%n", ok ? "ok" : "FAILED", prepared.verdict(), r.ramSha256());
@@ -138,7 +139,7 @@ final class SnapshotCommand implements Callable<Integer> {
         m.put("stored_pages", d.memory().storedPages());
         m.put("zero_pages", d.memory().zeroPages());
         m.put("memory_file_bytes", d.memory().bytes());
-        m.put("chunks", d.chunks().size());
+        m.put("chunks", SnapshotFormat.chunkCount(d.ramBytes()));
         m.put("ram_sha256_at_snapshot", d.memory().ramSha256());
         m.put("pause_ms", t.pauseNanos() / 1e6);
         m.put("write_ms", t.written().nanos() / 1e6);

@@ -8,6 +8,8 @@ import dev.faultline.sys.Kvm;
 import dev.faultline.sys.Libc;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * The Linux KVM backend: /dev/kvm. Thread-safe; VMs may be created from any thread.
@@ -17,8 +19,12 @@ public final class KvmHypervisor implements Hypervisor {
     private final int fd;
     private final int apiVersion;
     private final int vcpuMmapSize;
-    private final Arena arena = Arena.ofShared();
-    private MemorySegment supportedCpuid;
+    /**
+     * KVM_GET_SUPPORTED_CPUID per device path, fetched once per process: what the kernel module
+     * supports does not change while it is loaded, and the ioctl costs about a millisecond here, on
+     * the path of every VM a restore builds.
+     */
+    private static final Map<String, MemorySegment> SUPPORTED_CPUID = new ConcurrentHashMap<>();
     private boolean closed;
 
     private KvmHypervisor(String path, int fd) {
@@ -73,10 +79,9 @@ public final class KvmHypervisor implements Hypervisor {
         return Kvm.checkExtension(fd, cap, "kvm fd " + fd);
     }
 
-    /** KVM_GET_SUPPORTED_CPUID, fetched once and shared by every vCPU (KVM_SET_CPUID2 copies it). */
-    synchronized MemorySegment supportedCpuid() {
-        if (supportedCpuid == null) supportedCpuid = Kvm.getSupportedCpuid(fd, arena);
-        return supportedCpuid;
+    /** KVM_GET_SUPPORTED_CPUID, fetched once per process and shared by every vCPU (KVM_SET_CPUID2 copies it; read-only). */
+    MemorySegment supportedCpuid() {
+        return SUPPORTED_CPUID.computeIfAbsent(path, p -> Kvm.getSupportedCpuid(fd, Arena.global()));
     }
 
     @Override
@@ -95,7 +100,6 @@ public final class KvmHypervisor implements Hypervisor {
         if (closed) return;
         closed = true;
         Libc.close(fd);
-        arena.close();
     }
 
     @Override

@@ -1,7 +1,7 @@
 package dev.faultline.paging;
 
 import dev.faultline.sys.Errno;
-import java.lang.foreign.Arena;
+import dev.faultline.sys.HostMemory;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
@@ -50,7 +50,7 @@ public final class FaultCore {
         this.prefetch = prefetch;
         this.vcpus = vcpus;
         this.recording = recordWorkingSet;
-        this.zeros = Arena.ofAuto().allocate((long) prefetch.maxRunPages() * PAGE, PAGE);
+        this.zeros = HostMemory.scratch((long) prefetch.maxRunPages() * PAGE); // never written: reads map the zero page
     }
 
     public PageSource source() { return source; }

@@ -76,19 +76,8 @@ public final class DescriptionJson {
         mem.put("stored_pages", d.memory().storedPages());
         mem.put("zero_pages", d.memory().zeroPages());
         mem.put("ram_sha256", d.memory().ramSha256());
-        ObjectNode map = o.putObject("page_map");
-        map.put("file", d.pageMap().file());
-        map.put("bytes", d.pageMap().bytes());
-        map.put("sha256", d.pageMap().sha256());
-        ArrayNode chunks = o.putArray("chunks");
-        for (SnapshotDescription.Chunk c : d.chunks()) {
-            ObjectNode n = chunks.addObject();
-            n.put("index", c.index());
-            n.put("gpa", hex(c.gpa()));
-            n.put("pages", c.pages());
-            n.put("offset", c.offset());
-            n.put("sha256", c.sha256());
-        }
+        indexFile(o.putObject("page_map"), d.pageMap());
+        indexFile(o.putObject("chunk_table"), d.chunkTable());
         if (d.originalRun() != null) {
             ObjectNode r = o.putObject("original_run");
             r.put("ram_sha256", d.originalRun().ramSha256());
@@ -103,6 +92,12 @@ public final class DescriptionJson {
             }
         }
         return o;
+    }
+
+    private static void indexFile(ObjectNode o, SnapshotDescription.IndexFile f) {
+        o.put("file", f.file());
+        o.put("bytes", f.bytes());
+        o.put("sha256", f.sha256());
     }
 
     private static ObjectNode guest(SnapshotDescription.Guest g) {
@@ -201,7 +196,8 @@ public final class DescriptionJson {
         int version = r.integer("version");
         if (version != SnapshotFormat.VERSION) {
             throw new SnapshotException(file + ": format version " + version + " is not supported (this build reads version "
-                    + SnapshotFormat.VERSION + ")");
+                    + SnapshotFormat.VERSION + (version == 1 ? "; version 1 kept the chunk checksums in the description: take the snapshot again" : "")
+                    + ")");
         }
         long ram = r.number("ram_bytes");
         long page = r.number("page_bytes"), chunk = r.number("chunk_bytes");
@@ -232,14 +228,8 @@ public final class DescriptionJson {
         Node m = r.object("memory");
         SnapshotDescription.MemoryFile mem = new SnapshotDescription.MemoryFile(m.text("file"), m.number("bytes"),
                 m.number("stored_pages"), m.number("zero_pages"), m.text("ram_sha256"));
-        Node pm = r.object("page_map");
-        SnapshotDescription.MapFile map = new SnapshotDescription.MapFile(pm.text("file"), pm.number("bytes"), pm.text("sha256"));
-        List<SnapshotDescription.Chunk> chunks = new ArrayList<>();
-        for (Node c : r.array("chunks")) {
-            long pages = c.number("pages");
-            if (pages < 0 || pages > SnapshotFormat.PAGES_PER_CHUNK) throw c.fail("pages", "is " + pages + ", a chunk holds 0.." + SnapshotFormat.PAGES_PER_CHUNK);
-            chunks.add(new SnapshotDescription.Chunk(c.integer("index"), c.hexNumber("gpa"), (int) pages, c.number("offset"), c.text("sha256")));
-        }
+        SnapshotDescription.IndexFile map = indexFile(r.object("page_map"));
+        SnapshotDescription.IndexFile chunkTable = indexFile(r.object("chunk_table"));
         SnapshotDescription.OriginalRun orig = null;
         if (r.has("original_run")) {
             Node o = r.object("original_run");
@@ -253,7 +243,11 @@ public final class DescriptionJson {
             orig = new SnapshotDescription.OriginalRun(o.text("ram_sha256"), ends);
         }
         return new SnapshotDescription(version, r.text("backend"), r.text("created"), ram, slots, point, guest, vcpus, exits,
-                mem, map, chunks, orig);
+                mem, map, chunkTable, orig);
+    }
+
+    private static SnapshotDescription.IndexFile indexFile(Node n) {
+        return new SnapshotDescription.IndexFile(n.text("file"), n.number("bytes"), n.text("sha256"));
     }
 
     private static SnapshotDescription.Guest guest(Node g) {

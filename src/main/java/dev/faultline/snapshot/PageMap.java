@@ -1,7 +1,11 @@
 package dev.faultline.snapshot;
 
+import java.io.IOException;
+import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
 
 /**
  * Which pages of guest RAM a snapshot stores, and where: one bit per 4 KiB page (set: stored in
@@ -62,6 +66,25 @@ public final class PageMap {
 
         PageMap build() {
             return new PageMap(ramBytes, bits.clone());
+        }
+    }
+
+    /**
+     * The RAM size the header of the page map file {@code file} names, or -1 when the file cannot be
+     * read or does not start with a page map header of this version. Unchecked against anything: a
+     * guess to start building a machine with before the description is read ({@link Snapshot#open}
+     * checks the header against the description later).
+     */
+    static long ramBytesInHeader(Path file) {
+        try (InputStream in = Files.newInputStream(file)) {
+            byte[] h = in.readNBytes(HEADER_BYTES);
+            if (h.length < HEADER_BYTES) return -1;
+            ByteBuffer b = ByteBuffer.wrap(h).order(ByteOrder.LITTLE_ENDIAN);
+            if (b.getInt(0) != MAGIC || b.getInt(4) != VERSION) return -1;
+            long ram = b.getLong(8);
+            return ram > 0 && ram % SnapshotFormat.PAGE == 0 ? ram : -1;
+        } catch (IOException e) {
+            return -1;
         }
     }
 

@@ -4,7 +4,9 @@ import dev.faultline.guest.BootProtocol;
 import dev.faultline.guest.workload.Workload;
 import dev.faultline.guest.workload.WorkloadMismatchException;
 import dev.faultline.guest.workload.Workloads;
+import dev.faultline.hv.Caps;
 import dev.faultline.hv.Hypervisor;
+import dev.faultline.hv.VcpuExit;
 import dev.faultline.paging.DemandPager;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.PageSourceException;
@@ -13,19 +15,28 @@ import dev.faultline.paging.PagingStats;
 import dev.faultline.paging.Prefetch;
 import dev.faultline.paging.exit.ExitPager;
 import dev.faultline.paging.uffd.UffdPager;
+import dev.faultline.sys.HostMemory;
 import dev.faultline.vmm.Backends;
+import dev.faultline.vmm.GuestRam;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.MachineSpec;
+import dev.faultline.vmm.MemoryFaultHandler;
 import dev.faultline.vmm.MemoryPreparer;
 import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.VcpuResult;
+import dev.faultline.vmm.VmShell;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
+import java.security.MessageDigest;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.FutureTask;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Function;
 
@@ -39,11 +50,18 @@ import java.util.function.Function;
  *       ({@link SnapshotSource}, sequential readahead by default; on ref each vCPU serves its own
  *       memory-fault exit and re-enters). With
  *       {@link Verify#ON_FIRST_TOUCH} a chunk's SHA-256 is checked when its first stored page is
- *       needed; with {@link Verify#UPFRONT} all of them before the backend is opened. After the guest
+ *       needed; with {@link Verify#UPFRONT} all of them before the machine starts. After the guest
  *       ends, pages it never touched are copied in (so RAM equals the snapshotted guest's).</li>
  * </ul>
- * Everything that can be checked without reading chunk data is checked before the backend is
- * opened ({@link Snapshot#open}); nothing of a refused snapshot ever runs.
+ * Everything that can be checked without reading chunk data is checked before any vCPU starts, on
+ * a check thread of its own ({@link Checks}): the description ({@link Snapshot#readDescription}:
+ * format, sizes, memslots, registers), then the page map, the chunk table and the memory file
+ * ({@link Snapshot#open(Path, SnapshotDescription)}), all chunks with {@link Verify#UPFRONT}, and the
+ * low 1 MiB's chunk. Meanwhile the calling thread opens the backend and builds the VM with its RAM
+ * and memslots for the RAM size the page map's header names ({@link VmShell}); it creates the vCPUs
+ * (with the saved registers) only once the description is checked, and starts them only once
+ * everything is. A refusal closes whatever was built, never started: no vCPU of a refused snapshot
+ * ever entered the guest, and none exists when the description itself is refused.
  */
 public final class Restore {
     private Restore() {}
@@ -78,20 +96,32 @@ public final class Restore {
     }
 
     /**
-     * Nanoseconds from the start of {@link #run}: {@code validated} (description, page map, file sizes,
-     * and all chunks when checked upfront), {@code machineBuilt} (backend open, VM, memslots, vCPUs
-     * with their saved registers), {@code memoryReady} (eager: all of RAM; lazy: the low 1 MiB),
-     * {@code pagingReady} (lazy: userfaultfd registered, handler threads started), {@code firstEntry}
-     * (the first vCPU thread is about to make its first KVM_RUN / ref run call), {@code ended} (every vCPU stopped, untouched pages
-     * copied in, RAM hashed).
+     * Nanoseconds from the start of {@link #run}. On the check thread: {@code described} (the
+     * description read and checked), {@code checked} (then the page map, chunk table, file sizes,
+     * all chunks when checked upfront; lazy: the low 1 MiB's chunk read and checked, the pager
+     * created). Meanwhile on the calling thread: {@code backendOpened}, {@code vmReady} (VM, RAM and
+     * memslots built ahead for the RAM size in the page map's header), {@code descriptionJoined} (the
+     * checked description in hand), {@code machineBuilt} (vCPUs with their saved registers),
+     * {@code checksJoined} (everything checked). Then {@code memoryReady} (eager: all of RAM; lazy:
+     * the low 1 MiB copied in); {@code pagingReady} (lazy: userfaultfd registered and handler
+     * threads started, or the exit-on-missing bitmap set); {@code firstEntry} (the first vCPU thread
+     * is about to make its first KVM_RUN / ref run call); {@code ended} (every vCPU stopped,
+     * untouched pages copied in, RAM hashed).
      */
-    public record Timings(long validated, long machineBuilt, long memoryReady, long pagingReady, long firstEntry, long ended,
-                          long fillRestNanos) {
+    public record Timings(long described, long backendOpened, long vmReady, long descriptionJoined, long machineBuilt, long checked,
+                          long checksJoined, long memoryReady, long pagingReady, long firstEntry, long ended, long fillRestNanos) {
         public Map<String, Object> toMap() {
             Map<String, Object> m = new LinkedHashMap<>();
-            m.put("validate_ms", ms(validated));
-            m.put("machine_ms", ms(machineBuilt - validated));
-            m.put("memory_ms", ms(memoryReady - machineBuilt));
+            m.put("describe_ms", ms(described));
+            m.put("check_ms", ms(checked - described));
+            m.put("validate_ms", ms(checked));
+            m.put("backend_open_ms", ms(backendOpened));
+            m.put("vm_ms", ms(vmReady - backendOpened));
+            m.put("description_wait_ms", ms(descriptionJoined - vmReady));
+            m.put("vcpus_ms", ms(machineBuilt - descriptionJoined));
+            m.put("machine_ms", ms(machineBuilt - backendOpened));
+            m.put("check_wait_ms", ms(checksJoined - machineBuilt));
+            m.put("memory_ms", ms(memoryReady - checksJoined));
             m.put("paging_setup_ms", ms(pagingReady - memoryReady));
             m.put("vcpu_thread_start_ms", ms(firstEntry - pagingReady));
             m.put("to_first_instruction_ms", ms(firstEntry));
@@ -118,37 +148,192 @@ public final class Restore {
 
     public static Result run(Path dir, Options o) {
         long t0 = System.nanoTime();
-        try (Snapshot snap = Snapshot.open(dir)) {
-            if (o.verify() == Verify.UPFRONT) snap.verifyAllChunks();
-            long validated = System.nanoTime() - t0;
-            SnapshotDescription d = snap.description();
-            FirstEntry first = new FirstEntry();
-            try (Hypervisor hv = o.backends().apply(o.backend())) {
-                FaultCore core = null;
-                DemandPager pager = null;
-                MachineSpec spec = MachineSpec.resuming(d.ramBytes(), d.vcpus()).withTimeout(o.timeout()).withExitLogLimit(64)
-                        .withMemoryPreparer(first.wrap(MemoryPreparer.NONE, null));
-                if (o.mode() == Mode.LAZY) {
-                    pager = lazyPager(hv, snap, o);
-                    core = pager.core();
-                    spec = spec.withMainSlot(0, pager.faultHandler()).withMemoryPreparer(first.wrap(pager, core));
+        CompletableFuture<String> backendName = new CompletableFuture<>();
+        Checks checks = new Checks(dir, o, backendName);
+        PagerSlot slot = new PagerSlot();
+        FirstEntry first = new FirstEntry();
+        Hypervisor hv = null;
+        VmShell shell = null;
+        Machine m = null;
+        long backendOpened, vmReady, descriptionJoined, machineBuilt;
+        SnapshotDescription d;
+        Checked checked;
+        try {
+            hv = o.backends().apply(o.backend());
+            backendOpened = System.nanoTime() - t0;
+            backendName.complete(hv.name());
+            shell = vmAhead(hv, dir);
+            vmReady = System.nanoTime() - t0;
+            d = checks.description();
+            descriptionJoined = System.nanoTime() - t0;
+            MachineSpec spec = MachineSpec.resuming(d.ramBytes(), d.vcpus()).withTimeout(o.timeout()).withExitLogLimit(64)
+                    .withMainSlot(0, slot).withMemoryPreparer(first.wrap(slot));
+            if (shell != null && !shell.fits(hv, spec)) {
+                shell.close();
+                shell = null;
+            }
+            m = new Machine(hv, spec, shell);
+            shell = null; // the machine owns it now
+            machineBuilt = System.nanoTime() - t0;
+            checked = checks.result();
+        } catch (RuntimeException | Error e) {
+            backendName.completeExceptionally(e); // if the check thread still waits for it
+            if (m != null) m.close();
+            if (shell != null) shell.close();
+            if (hv != null) hv.close();
+            SnapshotException refusal = checks.discard();
+            if (refusal != null && refusal != e) { // a refused snapshot is reported as refused, not as what failed meanwhile
+                refusal.addSuppressed(e);
+                throw refusal;
+            }
+            throw e;
+        }
+        long checksJoined = System.nanoTime() - t0;
+        Snapshot snap = checked.snapshot();
+        DemandPager pager = checked.pager();
+        slot.bind(pager);
+        try (snap; Hypervisor backend = hv; Machine machine = m) {
+            FaultCore core = pager == null ? null : pager.core();
+            MemorySegment ram = machine.ram().segment();
+            if (o.mode() == Mode.EAGER) snap.readInto(ram);
+            else for (int c = 0; c < LOW_CHUNKS; c++) snap.copyLoadedChunk(c, checked.low().asSlice((long) c * SnapshotFormat.CHUNK_BYTES), ram);
+            long memoryReady = System.nanoTime() - t0;
+            RunReport report = machine.start().await();
+            long ended = System.nanoTime() - t0;
+            String failure = pager != null && pager.failureMessage() != null ? pager.failureMessage() : first.fillFailure;
+            Timings t = new Timings(checked.describedAt() - t0, backendOpened, vmReady, descriptionJoined, machineBuilt,
+                    checked.doneAt() - t0, checksJoined, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos);
+            Comparison c = compare(d, report, ram, failure);
+            return new Result(d, backend.name(), o.mode(), o.verify(), report, core == null ? null : new PagingStats(core),
+                    snap.chunksVerified(), snap.bytesRead(), t, c, failure);
+        }
+    }
+
+    /**
+     * The VM with RAM and memslots, built before the description is read, for the RAM size that the
+     * page map's header names (the description must say the same, and the page map is checked
+     * against it, or the shell is closed unused); null when the header names none. No vCPU exists
+     * until the description has been checked.
+     */
+    private static VmShell vmAhead(Hypervisor hv, Path dir) {
+        long ram = PageMap.ramBytesInHeader(dir.resolve(SnapshotFormat.PAGE_MAP_FILE));
+        if (ram < BootProtocol.IMAGE_MIN_GPA + SnapshotFormat.PAGE || ram > BootProtocol.MAX_RAM) return null;
+        return VmShell.create(hv, ram, GuestRam.Backing.ANONYMOUS, Caps.VM_TYPE_DEFAULT, 0);
+    }
+
+    /**
+     * What the check thread hands over: the opened snapshot, the low chunks read and checked and the
+     * demand pager over the snapshot (lazy), and when the description and everything were checked
+     * ({@link System#nanoTime}).
+     */
+    private record Checked(Snapshot snapshot, MemorySegment low, DemandPager pager, long describedAt, long doneAt) {}
+
+    /**
+     * The check thread, started at once: reads and checks the description (handed over as soon as
+     * it is checked, {@link #description}), then the files against it, all chunks with
+     * {@link Verify#UPFRONT}, and (lazy) reads the low chunks and creates the pager for the backend
+     * the calling thread opened. Meanwhile the calling thread opens the backend and builds the
+     * machine; it creates no vCPU before {@link #description} returned, and starts none before
+     * {@link #result} did.
+     */
+    private static final class Checks {
+        private final CompletableFuture<SnapshotDescription> description = new CompletableFuture<>();
+        private final FutureTask<Checked> task;
+
+        Checks(Path dir, Options o, CompletableFuture<String> backendName) {
+            task = new FutureTask<>(() -> {
+                SnapshotDescription d;
+                try {
+                    d = Snapshot.readDescription(dir);
+                } catch (RuntimeException | Error e) {
+                    description.completeExceptionally(e);
+                    throw e;
                 }
-                try (Machine m = new Machine(hv, spec)) {
-                    long machineBuilt = System.nanoTime() - t0;
-                    MemorySegment ram = m.ram().segment();
-                    if (o.mode() == Mode.EAGER) snap.readInto(ram);
-                    else snap.readChunksInto(ram, 0, (int) (BootProtocol.IMAGE_MIN_GPA / SnapshotFormat.CHUNK_BYTES));
-                    long memoryReady = System.nanoTime() - t0;
-                    RunReport report = m.start().await();
-                    long ended = System.nanoTime() - t0;
-                    String failure = pager != null && pager.failureMessage() != null ? pager.failureMessage() : first.fillFailure;
-                    Timings t = new Timings(validated, machineBuilt, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos);
-                    Comparison c = compare(d, report, m.ram().segment(), failure);
-                    return new Result(d, hv.name(), o.mode(), o.verify(), report, core == null ? null : new PagingStats(core),
-                            snap.chunksVerified(), snap.bytesRead(), t, c, failure);
-                }
+                long describedAt = System.nanoTime();
+                description.complete(d);
+                return check(dir, d, o, backendName, describedAt);
+            });
+            Thread.ofPlatform().daemon().name("snapshot-check").start(task);
+        }
+
+        /** The checked description; throws the refusal if it was refused. */
+        SnapshotDescription description() {
+            try {
+                return description.join();
+            } catch (CompletionException e) {
+                throw rethrow(e.getCause());
             }
         }
+
+        /** Everything checked; throws the refusal if something was refused. */
+        Checked result() {
+            try {
+                return awaitTask();
+            } catch (ExecutionException e) {
+                throw rethrow(e.getCause());
+            }
+        }
+
+        /** Waits for the thread to end and closes what it opened; returns its refusal, if it refused. */
+        SnapshotException discard() {
+            try {
+                awaitTask().snapshot().close();
+                return null;
+            } catch (ExecutionException e) {
+                return e.getCause() instanceof SnapshotException s ? s : null;
+            }
+        }
+
+        private Checked awaitTask() throws ExecutionException {
+            boolean interrupted = false;
+            try {
+                while (true) {
+                    try {
+                        return task.get();
+                    } catch (InterruptedException e) {
+                        interrupted = true;
+                    }
+                }
+            } finally {
+                if (interrupted) Thread.currentThread().interrupt();
+            }
+        }
+
+        private static RuntimeException rethrow(Throwable t) {
+            if (t instanceof RuntimeException r) return r;
+            if (t instanceof Error e) throw e;
+            return new IllegalStateException("checking the snapshot failed: " + t, t);
+        }
+    }
+
+    /**
+     * On the check thread, after the description: checks the files against it, all chunks with
+     * {@link Verify#UPFRONT}, and (lazy) reads the low chunks and creates the pager for the backend
+     * the calling thread opened.
+     */
+    private static Checked check(Path dir, SnapshotDescription d, Options o, CompletableFuture<String> backendName, long describedAt) {
+        Snapshot snap = Snapshot.open(dir, d);
+        try {
+            if (o.verify() == Verify.UPFRONT) snap.verifyAllChunks();
+            if (o.mode() == Mode.EAGER) return new Checked(snap, null, null, describedAt, System.nanoTime());
+            MemorySegment low = loadLowChunks(snap);
+            DemandPager pager = lazyPager(backendName.join(), snap, o);
+            return new Checked(snap, low, pager, describedAt, System.nanoTime());
+        } catch (RuntimeException | Error e) {
+            snap.close();
+            throw e;
+        }
+    }
+
+    /** Chunks of the low 1 MiB (boot tables), which a lazy restore writes before the start and never pages. */
+    private static final int LOW_CHUNKS = (int) (BootProtocol.IMAGE_MIN_GPA / SnapshotFormat.CHUNK_BYTES);
+
+    /** Reads and checks the low chunks into a buffer (packed per chunk), to be copied in once RAM exists. */
+    private static MemorySegment loadLowChunks(Snapshot snap) {
+        MemorySegment buf = HostMemory.scratch((long) LOW_CHUNKS * SnapshotFormat.CHUNK_BYTES);
+        MessageDigest md = SnapshotWriter.sha256();
+        for (int c = 0; c < LOW_CHUNKS; c++) snap.loadChunk(c, buf.asSlice((long) c * SnapshotFormat.CHUNK_BYTES), md);
+        return buf;
     }
 
     /**
@@ -157,15 +342,53 @@ public final class Restore {
      * memory-fault exit, readahead windows installed on the faulting vCPU's thread). Both serve the
      * same checked {@link SnapshotSource}.
      */
-    private static DemandPager lazyPager(Hypervisor hv, Snapshot snap, Options o) {
+    private static DemandPager lazyPager(String backend, Snapshot snap, Options o) {
         long base = BootProtocol.IMAGE_MIN_GPA;
         long size = snap.description().ramBytes() - base;
         int vcpus = snap.description().vcpus().size();
-        if (hv.name().equals("ref")) {
+        if (backend.equals("ref")) {
             return new ExitPager(new FaultCore(new SnapshotSource(snap), base, size, vcpus, ExitPager.onFaultingThread(o.prefetch()), false));
         }
         FaultCore core = new FaultCore(new SnapshotSource(snap), base, size, vcpus, o.prefetch(), false);
         return new UffdPager(core, new UffdPager.Config(UffdPager.Mode.MISSING, o.handlers(), 0, false, List.of(), UffdPager.Pinning.NONE));
+    }
+
+    /**
+     * Stands in for the lazy pager in the machine's spec: the machine is built (on the build thread)
+     * before the pager exists, since which pager serves depends on the backend opened there. Bound
+     * before the machine starts ({@code null}: eager, nothing to page); read only after that start,
+     * on threads the start creates.
+     */
+    private static final class PagerSlot implements MemoryPreparer, MemoryFaultHandler {
+        private DemandPager pager;
+        private MemoryFaultHandler handler = MemoryFaultHandler.NONE;
+
+        void bind(DemandPager p) {
+            pager = p;
+            handler = p == null ? MemoryFaultHandler.NONE : p.faultHandler();
+        }
+
+        DemandPager pager() { return pager; }
+
+        @Override
+        public Session prepare(Context context) {
+            return pager == null ? MemoryPreparer.NONE.prepare(context) : pager.prepare(context);
+        }
+
+        @Override
+        public String resolve(int vcpuIndex, VcpuExit.MemoryFault fault) {
+            return handler.resolve(vcpuIndex, fault);
+        }
+
+        @Override
+        public String lastResolution(int vcpuIndex) {
+            return handler.lastResolution(vcpuIndex);
+        }
+
+        @Override
+        public String hypercall(int vcpuIndex, VcpuExit.Hypercall call) {
+            return handler.hypercall(vcpuIndex, call);
+        }
     }
 
     /**
@@ -179,10 +402,11 @@ public final class Restore {
         volatile long fillNanos;
         volatile long prepared;
 
-        MemoryPreparer wrap(MemoryPreparer inner, FaultCore core) {
+        MemoryPreparer wrap(PagerSlot slot) {
             return context -> {
-                MemoryPreparer.Session s = inner.prepare(context);
+                MemoryPreparer.Session s = slot.prepare(context);
                 prepared = System.nanoTime();
+                DemandPager pager = slot.pager();
                 return new MemoryPreparer.Session() {
                     @Override
                     public void vcpuThreadStarted(int index) {
@@ -194,9 +418,9 @@ public final class Restore {
                     @Override
                     public void close() {
                         s.close();
-                        if (core != null && !(inner instanceof DemandPager p && p.failureMessage() != null)) {
+                        if (pager != null && pager.failureMessage() == null) {
                             long t = System.nanoTime();
-                            fillUntouched(core, context.ram().segment());
+                            fillUntouched(pager.core(), context.ram().segment());
                             fillNanos = System.nanoTime() - t;
                         }
                     }

@@ -18,23 +18,22 @@ import java.util.List;
  * @param guestExits  exits each vCPU's guest had made when paused
  * @param memory      the memory file: bytes, stored and zero pages, SHA-256 of all RAM when paused
  * @param pageMap     the page map file: bytes and SHA-256
- * @param chunks      one entry per 1 MiB chunk of guest-physical memory
+ * @param chunkTable  the chunk table file (offset, stored pages and SHA-256 of every 1 MiB chunk): bytes and SHA-256
  * @param originalRun how the snapshotted guest finished when it was let run on, or null
  */
 public record SnapshotDescription(int version, String backend, String created, long ramBytes, List<Memslot> memslots,
                                   Point point, Guest guest, List<VcpuState> vcpus, List<Long> guestExits,
-                                  MemoryFile memory, MapFile pageMap, List<Chunk> chunks, OriginalRun originalRun) {
+                                  MemoryFile memory, IndexFile pageMap, IndexFile chunkTable, OriginalRun originalRun) {
 
     public SnapshotDescription {
         memslots = List.copyOf(memslots);
         vcpus = List.copyOf(vcpus);
         guestExits = List.copyOf(guestExits);
-        chunks = List.copyOf(chunks);
     }
 
     public SnapshotDescription withOriginalRun(OriginalRun run) {
         return new SnapshotDescription(version, backend, created, ramBytes, memslots, point, guest, vcpus, guestExits,
-                memory, pageMap, chunks, run);
+                memory, pageMap, chunkTable, run);
     }
 
     public record Memslot(int slot, long gpa, long bytes, int flags) {}
@@ -57,10 +56,8 @@ public record SnapshotDescription(int version, String backend, String created, l
 
     public record MemoryFile(String file, long bytes, long storedPages, long zeroPages, String ramSha256) {}
 
-    public record MapFile(String file, long bytes, String sha256) {}
-
-    /** One chunk: its guest-physical start, stored pages, their offset in the memory file and their SHA-256. */
-    public record Chunk(int index, long gpa, int pages, long offset, String sha256) {}
+    /** A binary index file of the snapshot (page map, chunk table), checked whole by its length and SHA-256. */
+    public record IndexFile(String file, long bytes, String sha256) {}
 
     /** How the guest ended when let run on after the snapshot: RAM hash and each vCPU's end. */
     public record OriginalRun(String ramSha256, List<VcpuEnd> vcpus) {

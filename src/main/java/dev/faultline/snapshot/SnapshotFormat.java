@@ -4,8 +4,9 @@ package dev.faultline.snapshot;
  * The snapshot directory (docs/snapshot.md draws it):
  * <ul>
  *   <li>{@value #DESCRIPTION_FILE}: what the snapshot is (format version, backend, RAM, memslots,
- *       every vCPU's registers, the chunk table with a SHA-256 per chunk, the guest, the original run);</li>
+ *       every vCPU's registers, the guest, the original run, and the length and SHA-256 of the two index files);</li>
  *   <li>{@value #PAGE_MAP_FILE}: one bit per page, stored or zero ({@link PageMap});</li>
+ *   <li>{@value #CHUNK_TABLE_FILE}: per chunk its offset in the memory file, stored pages and SHA-256 ({@link ChunkTable});</li>
  *   <li>{@value #MEMORY_FILE}: the stored (non-zero) pages, packed in guest-physical order.</li>
  * </ul>
  * Memory is checked per {@value #CHUNK_BYTES}-byte chunk of guest-physical memory: the chunk's
@@ -15,9 +16,11 @@ public final class SnapshotFormat {
     private SnapshotFormat() {}
 
     public static final String FORMAT = "faultline-snapshot";
-    public static final int VERSION = 1;
+    /** 2: the chunk table moved from the description into {@value #CHUNK_TABLE_FILE}. */
+    public static final int VERSION = 2;
     public static final String DESCRIPTION_FILE = "snapshot.json";
     public static final String PAGE_MAP_FILE = "pages.map";
+    public static final String CHUNK_TABLE_FILE = "chunks.bin";
     public static final String MEMORY_FILE = "memory.bin";
 
     public static final int PAGE = 4096;

@@ -143,24 +143,14 @@ final class SnapshotValidator {
             throw new SnapshotException(f + "page_map.bytes is " + d.pageMap().bytes() + ", expected " + PageMap.fileBytes(ram) + " for " + ram + " bytes of RAM");
         }
         if (!SHA256.matcher(d.pageMap().sha256()).matches()) throw new SnapshotException(f + "page_map.sha256 is not a SHA-256");
-        int want = SnapshotFormat.chunkCount(ram);
-        if (d.chunks().size() != want) throw new SnapshotException(f + "chunks lists " + d.chunks().size() + " chunks, RAM of " + ram + " bytes has " + want);
-        long stored = 0;
-        for (int i = 0; i < want; i++) {
-            SnapshotDescription.Chunk c = d.chunks().get(i);
-            String at = f + "chunks[" + i + "] ";
-            long gpa = (long) i * SnapshotFormat.CHUNK_BYTES;
-            int capacity = (int) ((Math.min(ram, gpa + SnapshotFormat.CHUNK_BYTES) - gpa) / SnapshotFormat.PAGE);
-            if (c.index() != i || c.gpa() != gpa) {
-                throw new SnapshotException(at + "is chunk " + c.index() + " at gpa 0x" + Long.toHexString(c.gpa()) + ", expected chunk " + i + " at 0x" + Long.toHexString(gpa));
-            }
-            if (c.pages() > capacity) throw new SnapshotException(at + "stores " + c.pages() + " pages, the chunk has " + capacity);
-            if (c.offset() != stored * SnapshotFormat.PAGE) {
-                throw new SnapshotException(at + "offset is " + c.offset() + ", expected " + stored * SnapshotFormat.PAGE + " (the pages of the chunks before it)");
-            }
-            if (!SHA256.matcher(c.sha256()).matches()) throw new SnapshotException(at + "sha256 '" + c.sha256() + "' is not a lowercase hex SHA-256");
-            stored += c.pages();
+        SnapshotDescription.IndexFile t = d.chunkTable();
+        if (!t.file().equals(SnapshotFormat.CHUNK_TABLE_FILE)) {
+            throw new SnapshotException(f + "chunk_table.file is '" + t.file() + "', expected " + SnapshotFormat.CHUNK_TABLE_FILE);
         }
-        if (stored != m.storedPages()) throw new SnapshotException(f + "chunks store " + stored + " pages, memory.stored_pages says " + m.storedPages());
+        if (t.bytes() != ChunkTable.fileBytes(ram)) {
+            throw new SnapshotException(f + "chunk_table.bytes is " + t.bytes() + ", expected " + ChunkTable.fileBytes(ram) + " for "
+                    + SnapshotFormat.chunkCount(ram) + " chunks");
+        }
+        if (!SHA256.matcher(t.sha256()).matches()) throw new SnapshotException(f + "chunk_table.sha256 is not a SHA-256");
     }
 }

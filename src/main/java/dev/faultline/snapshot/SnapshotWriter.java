@@ -12,7 +12,6 @@ import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
 import java.time.Instant;
-import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
 
@@ -44,14 +43,13 @@ public final class SnapshotWriter {
             }
             MessageDigest md = sha256();
             PageMap.Builder map = PageMap.builder(ramBytes);
-            List<SnapshotDescription.Chunk> chunks = new ArrayList<>();
+            ChunkTable.Builder chunks = new ChunkTable.Builder(ramBytes);
             long stored = 0;
             try (FileChannel out = FileChannel.open(dir.resolve(SnapshotFormat.MEMORY_FILE), StandardOpenOption.CREATE,
                     StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
                 int chunkCount = SnapshotFormat.chunkCount(ramBytes);
                 for (int c = 0; c < chunkCount; c++) {
                     long from = (long) c * SnapshotFormat.CHUNK_BYTES, to = Math.min(ramBytes, from + SnapshotFormat.CHUNK_BYTES);
-                    long offset = stored * SnapshotFormat.PAGE;
                     int pages = 0;
                     md.reset();
                     long runStart = -1;
@@ -69,19 +67,22 @@ public final class SnapshotWriter {
                         }
                     }
                     stored += pages;
-                    chunks.add(new SnapshotDescription.Chunk(c, from, pages, offset, HexFormat.of().formatHex(md.digest())));
+                    chunks.add(pages, md.digest());
                 }
             }
             PageMap pageMap = map.build();
             byte[] mapBytes = pageMap.toBytes();
             Files.write(dir.resolve(SnapshotFormat.PAGE_MAP_FILE), mapBytes);
+            byte[] tableBytes = chunks.build().toBytes();
+            Files.write(dir.resolve(SnapshotFormat.CHUNK_TABLE_FILE), tableBytes);
             long pagesTotal = ramBytes / SnapshotFormat.PAGE;
             SnapshotDescription d = new SnapshotDescription(SnapshotFormat.VERSION, backend, Instant.now().toString(), ramBytes,
                     memslots(ramBytes), point, guest, vcpus, guestExits,
                     new SnapshotDescription.MemoryFile(SnapshotFormat.MEMORY_FILE, stored * SnapshotFormat.PAGE, stored, pagesTotal - stored,
                             GuestRam.sha256(ram)),
-                    new SnapshotDescription.MapFile(SnapshotFormat.PAGE_MAP_FILE, mapBytes.length, hex(sha256().digest(mapBytes))),
-                    chunks, null);
+                    new SnapshotDescription.IndexFile(SnapshotFormat.PAGE_MAP_FILE, mapBytes.length, hex(sha256().digest(mapBytes))),
+                    new SnapshotDescription.IndexFile(SnapshotFormat.CHUNK_TABLE_FILE, tableBytes.length, hex(sha256().digest(tableBytes))),
+                    null);
             writeDescription(dir, d);
             return new Written(dir, d, System.nanoTime() - t0);
         } catch (IOException e) {

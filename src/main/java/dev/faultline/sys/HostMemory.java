@@ -1,5 +1,6 @@
 package dev.faultline.sys;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -70,6 +71,21 @@ public final class HostMemory implements AutoCloseable {
             Libc.close(fd);
             throw e;
         }
+    }
+
+    /**
+     * A zeroed scratch buffer of {@code size} bytes (a multiple of 4 KiB, page-aligned) from a private
+     * anonymous mapping that is unmapped once the returned segment is unreachable. Unlike an arena
+     * allocation, which zeroes (and so faults in) every page up front, nothing is touched here: pages
+     * appear on first use, so a staging buffer that is allocated on a start-up path and mostly used
+     * later costs one mmap there.
+     */
+    public static MemorySegment scratch(long size) {
+        checkSize(size);
+        long addr = Libc.mmap(0, size, Libc.PROT_READ | Libc.PROT_WRITE,
+                Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
+        Libc.check(addr, "mmap(MAP_PRIVATE|MAP_ANONYMOUS)", "scratch buffer of " + size + " bytes");
+        return MemorySegment.ofAddress(addr).reinterpret(size, Arena.ofAuto(), s -> Libc.munmap(s.address(), size));
     }
 
     private static void checkSize(long size) {

@@ -52,40 +52,41 @@ public final class Libc {
     private static final ValueLayout.OfLong C_LONG = ValueLayout.JAVA_LONG;
     private static final java.lang.foreign.AddressLayout C_PTR = ValueLayout.ADDRESS;
 
-    private static final MethodHandle open = capturingVariadic("open", FunctionDescriptor.of(C_INT, C_PTR, C_INT, C_INT), 2);
-    private static final MethodHandle close = capturing("close", FunctionDescriptor.of(C_INT, C_INT));
-    private static final MethodHandle read = capturing("read", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG));
-    private static final MethodHandle write = capturing("write", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG));
-    private static final MethodHandle pread = capturing("pread", FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_LONG, C_LONG));
-    private static final MethodHandle ioctl = capturingVariadic("ioctl", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), 2);
-    private static final MethodHandle mmap = capturing("mmap", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_INT, C_INT, C_INT, C_LONG));
-    private static final MethodHandle munmap = capturing("munmap", FunctionDescriptor.of(C_INT, C_LONG, C_LONG));
-    private static final MethodHandle madvise = capturing("madvise", FunctionDescriptor.of(C_INT, C_LONG, C_LONG, C_INT));
-    private static final MethodHandle mprotect = capturing("mprotect", FunctionDescriptor.of(C_INT, C_LONG, C_LONG, C_INT));
-    private static final MethodHandle memfd_create = capturing("memfd_create", FunctionDescriptor.of(C_INT, C_PTR, C_INT));
-    private static final MethodHandle ftruncate = capturing("ftruncate", FunctionDescriptor.of(C_INT, C_INT, C_LONG));
-    private static final MethodHandle fallocate = capturing("fallocate", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_LONG, C_LONG));
-    private static final MethodHandle poll = capturing("poll", FunctionDescriptor.of(C_INT, C_PTR, C_LONG, C_INT));
-    private static final MethodHandle eventfd = capturing("eventfd", FunctionDescriptor.of(C_INT, C_INT, C_INT));
-    private static final MethodHandle syscall1 = capturingVariadic("syscall", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG), 1);
-    private static final MethodHandle gettid = plain("gettid", FunctionDescriptor.of(C_INT));
-    private static final MethodHandle setpriority = capturing("setpriority", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
-    private static final MethodHandle sched_setscheduler = capturing("sched_setscheduler", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_PTR));
-    private static final MethodHandle sched_setaffinity = capturing("sched_setaffinity", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_PTR));
-    private static final MethodHandle getpid = plain("getpid", FunctionDescriptor.of(C_INT));
-    private static final MethodHandle tgkill = capturing("tgkill", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
-    /** Returns an error number itself (0 on success); does not set errno. */
-    private static final MethodHandle pthread_sigmask = plain("pthread_sigmask", FunctionDescriptor.of(C_INT, C_INT, C_PTR, C_PTR));
-    private static final MethodHandle sigtimedwait = capturing("sigtimedwait", FunctionDescriptor.of(C_INT, C_PTR, C_PTR, C_PTR));
-    private static final MethodHandle sigaction = capturing("sigaction", FunctionDescriptor.of(C_INT, C_INT, C_PTR, C_PTR));
-    private static final MethodHandle process_vm_readv = capturing("process_vm_readv",
-            FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG, C_PTR, C_LONG, C_LONG));
-    private static final MethodHandle process_vm_writev = capturing("process_vm_writev",
-            FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG, C_PTR, C_LONG, C_LONG));
-
     private static MethodHandle plain(String name, FunctionDescriptor fd) {
         return LINKER.downcallHandle(LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError(name)), fd);
     }
+
+    // One holder class per C function: its downcall is linked when first used. Linking costs several
+    // milliseconds per function in a cold JVM (about 0.3 s for all of them at once), and a command
+    // uses a handful of them before its first guest instruction.
+    private static final class FnOpen { static final MethodHandle H = capturingVariadic("open", FunctionDescriptor.of(C_INT, C_PTR, C_INT, C_INT), 2); }
+    private static final class FnClose { static final MethodHandle H = capturing("close", FunctionDescriptor.of(C_INT, C_INT)); }
+    private static final class FnRead { static final MethodHandle H = capturing("read", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG)); }
+    private static final class FnWrite { static final MethodHandle H = capturing("write", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG)); }
+    private static final class FnPread { static final MethodHandle H = capturing("pread", FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_LONG, C_LONG)); }
+    private static final class FnIoctl { static final MethodHandle H = capturingVariadic("ioctl", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), 2); }
+    private static final class FnMmap { static final MethodHandle H = capturing("mmap", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_INT, C_INT, C_INT, C_LONG)); }
+    private static final class FnMunmap { static final MethodHandle H = capturing("munmap", FunctionDescriptor.of(C_INT, C_LONG, C_LONG)); }
+    private static final class FnMadvise { static final MethodHandle H = capturing("madvise", FunctionDescriptor.of(C_INT, C_LONG, C_LONG, C_INT)); }
+    private static final class FnMprotect { static final MethodHandle H = capturing("mprotect", FunctionDescriptor.of(C_INT, C_LONG, C_LONG, C_INT)); }
+    private static final class FnMemfdCreate { static final MethodHandle H = capturing("memfd_create", FunctionDescriptor.of(C_INT, C_PTR, C_INT)); }
+    private static final class FnFtruncate { static final MethodHandle H = capturing("ftruncate", FunctionDescriptor.of(C_INT, C_INT, C_LONG)); }
+    private static final class FnFallocate { static final MethodHandle H = capturing("fallocate", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_LONG, C_LONG)); }
+    private static final class FnPoll { static final MethodHandle H = capturing("poll", FunctionDescriptor.of(C_INT, C_PTR, C_LONG, C_INT)); }
+    private static final class FnEventfd { static final MethodHandle H = capturing("eventfd", FunctionDescriptor.of(C_INT, C_INT, C_INT)); }
+    private static final class FnSyscall1 { static final MethodHandle H = capturingVariadic("syscall", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG), 1); }
+    private static final class FnGettid { static final MethodHandle H = plain("gettid", FunctionDescriptor.of(C_INT)); }
+    private static final class FnSetpriority { static final MethodHandle H = capturing("setpriority", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT)); }
+    private static final class FnSchedSetscheduler { static final MethodHandle H = capturing("sched_setscheduler", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_PTR)); }
+    private static final class FnSchedSetaffinity { static final MethodHandle H = capturing("sched_setaffinity", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_PTR)); }
+    private static final class FnGetpid { static final MethodHandle H = plain("getpid", FunctionDescriptor.of(C_INT)); }
+    private static final class FnTgkill { static final MethodHandle H = capturing("tgkill", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT)); }
+    /** Returns an error number itself (0 on success); does not set errno. */
+    private static final class FnPthreadSigmask { static final MethodHandle H = plain("pthread_sigmask", FunctionDescriptor.of(C_INT, C_INT, C_PTR, C_PTR)); }
+    private static final class FnSigtimedwait { static final MethodHandle H = capturing("sigtimedwait", FunctionDescriptor.of(C_INT, C_PTR, C_PTR, C_PTR)); }
+    private static final class FnSigaction { static final MethodHandle H = capturing("sigaction", FunctionDescriptor.of(C_INT, C_INT, C_PTR, C_PTR)); }
+    private static final class FnProcessVmReadv { static final MethodHandle H = capturing("process_vm_readv", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG, C_PTR, C_LONG, C_LONG)); }
+    private static final class FnProcessVmWritev { static final MethodHandle H = capturing("process_vm_writev", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG, C_PTR, C_LONG, C_LONG)); }
 
     public static final short POLLIN = 0x1, POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
     public static final int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
@@ -123,20 +124,20 @@ public final class Libc {
 
     public static int open(String path, int flags, int mode) {
         try (Arena a = Arena.ofConfined()) {
-            return (int) open.invokeExact(errnoSegment(), a.allocateFrom(path), flags, mode);
+            return (int) FnOpen.H.invokeExact(errnoSegment(), a.allocateFrom(path), flags, mode);
         } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int close(int fd) {
-        try { return (int) close.invokeExact(errnoSegment(), fd); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnClose.H.invokeExact(errnoSegment(), fd); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static long read(MemorySegment capture, int fd, MemorySegment buf, long count) {
-        try { return (long) read.invokeExact(capture, fd, buf, count); } catch (Throwable t) { throw rethrow(t); }
+        try { return (long) FnRead.H.invokeExact(capture, fd, buf, count); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static long write(MemorySegment capture, int fd, MemorySegment buf, long count) {
-        try { return (long) write.invokeExact(capture, fd, buf, count); } catch (Throwable t) { throw rethrow(t); }
+        try { return (long) FnWrite.H.invokeExact(capture, fd, buf, count); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /**
@@ -144,12 +145,12 @@ public final class Libc {
      * into the calling thread's capture segment. Allocation-free (the address is a plain long).
      */
     public static long pread(int fd, long address, long count, long offset) {
-        try { return (long) pread.invokeExact(errnoSegment(), fd, address, count, offset); } catch (Throwable t) { throw rethrow(t); }
+        try { return (long) FnPread.H.invokeExact(errnoSegment(), fd, address, count, offset); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** ioctl with an integer (or address-as-integer) argument, errno into {@code capture}. */
     public static int ioctl(MemorySegment capture, int fd, long request, long arg) {
-        try { return (int) ioctl.invokeExact(capture, fd, request, arg); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnIoctl.H.invokeExact(capture, fd, request, arg); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int ioctl(int fd, long request, long arg) {
@@ -157,53 +158,53 @@ public final class Libc {
     }
 
     public static long mmap(long addr, long length, int prot, int flags, int fd, long offset) {
-        try { return (long) mmap.invokeExact(errnoSegment(), addr, length, prot, flags, fd, offset); }
+        try { return (long) FnMmap.H.invokeExact(errnoSegment(), addr, length, prot, flags, fd, offset); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int munmap(long addr, long length) {
-        try { return (int) munmap.invokeExact(errnoSegment(), addr, length); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnMunmap.H.invokeExact(errnoSegment(), addr, length); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int madvise(long addr, long length, int advice) {
-        try { return (int) madvise.invokeExact(errnoSegment(), addr, length, advice); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnMadvise.H.invokeExact(errnoSegment(), addr, length, advice); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int mprotect(long addr, long length, int prot) {
-        try { return (int) mprotect.invokeExact(errnoSegment(), addr, length, prot); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnMprotect.H.invokeExact(errnoSegment(), addr, length, prot); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int memfdCreate(String name, int flags) {
         try (Arena a = Arena.ofConfined()) {
-            return (int) memfd_create.invokeExact(errnoSegment(), a.allocateFrom(name), flags);
+            return (int) FnMemfdCreate.H.invokeExact(errnoSegment(), a.allocateFrom(name), flags);
         } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int ftruncate(int fd, long length) {
-        try { return (int) ftruncate.invokeExact(errnoSegment(), fd, length); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnFtruncate.H.invokeExact(errnoSegment(), fd, length); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int fallocate(int fd, int mode, long offset, long length) {
-        try { return (int) fallocate.invokeExact(errnoSegment(), fd, mode, offset, length); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnFallocate.H.invokeExact(errnoSegment(), fd, mode, offset, length); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** poll(2) on {@code nfds} {@code struct pollfd} (8 bytes each: fd i32, events i16, revents i16) in {@code fds}. */
     public static int poll(MemorySegment capture, MemorySegment fds, long nfds, int timeoutMillis) {
-        try { return (int) poll.invokeExact(capture, fds, nfds, timeoutMillis); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnPoll.H.invokeExact(capture, fds, nfds, timeoutMillis); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int eventfd(int initval, int flags) {
-        try { return (int) eventfd.invokeExact(errnoSegment(), initval, flags); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnEventfd.H.invokeExact(errnoSegment(), initval, flags); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** syscall(2) with one argument. */
     public static long syscall(MemorySegment capture, long number, long arg) {
-        try { return (long) syscall1.invokeExact(capture, number, arg); } catch (Throwable t) { throw rethrow(t); }
+        try { return (long) FnSyscall1.H.invokeExact(capture, number, arg); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** The calling thread's kernel thread id. */
     public static int gettid() {
-        try { return (int) gettid.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnGettid.H.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /**
@@ -216,7 +217,7 @@ public final class Libc {
             MemorySegment mask = a.allocate(SIGSET_SIZE, 8);
             mask.set(ValueLayout.JAVA_LONG, 8L * (cpu / 64), 1L << (cpu % 64));
             MemorySegment capture = errnoSegment();
-            int r = (int) sched_setaffinity.invokeExact(capture, 0, SIGSET_SIZE, mask);
+            int r = (int) FnSchedSetaffinity.H.invokeExact(capture, 0, SIGSET_SIZE, mask);
             return r == 0 ? 0 : errno(capture);
         } catch (Throwable t) { throw rethrow(t); }
     }
@@ -228,7 +229,7 @@ public final class Libc {
     public static int niceCurrentThread(int nice) {
         try {
             MemorySegment capture = errnoSegment();
-            int r = (int) setpriority.invokeExact(capture, 0, gettid(), nice);
+            int r = (int) FnSetpriority.H.invokeExact(capture, 0, gettid(), nice);
             return r == 0 ? 0 : errno(capture);
         } catch (Throwable t) { throw rethrow(t); }
     }
@@ -245,18 +246,18 @@ public final class Libc {
             MemorySegment param = a.allocate(C_INT);
             param.set(C_INT, 0, priority);
             MemorySegment capture = errnoSegment();
-            int r = (int) sched_setscheduler.invokeExact(capture, 0, policy, param);
+            int r = (int) FnSchedSetscheduler.H.invokeExact(capture, 0, policy, param);
             return r == 0 ? 0 : errno(capture);
         } catch (Throwable t) { throw rethrow(t); }
     }
 
     public static int getpid() {
-        try { return (int) getpid.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnGetpid.H.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** tgkill(2): sends {@code sig} to thread {@code tid} of process {@code tgid}. */
     public static int tgkill(MemorySegment capture, int tgid, int tid, int sig) {
-        try { return (int) tgkill.invokeExact(capture, tgid, tid, sig); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnTgkill.H.invokeExact(capture, tgid, tid, sig); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /**
@@ -264,17 +265,17 @@ public final class Libc {
      * Returns 0 or an error number (it does not use errno).
      */
     public static int pthreadSigmask(int how, MemorySegment set, MemorySegment oldset) {
-        try { return (int) pthread_sigmask.invokeExact(how, set, oldset); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnPthreadSigmask.H.invokeExact(how, set, oldset); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** sigtimedwait(2): the signal number taken from {@code set}, or -1 (EAGAIN when none is pending by the timeout). */
     public static int sigtimedwait(MemorySegment capture, MemorySegment set, MemorySegment info, MemorySegment timeout) {
-        try { return (int) sigtimedwait.invokeExact(capture, set, info, timeout); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnSigtimedwait.H.invokeExact(capture, set, info, timeout); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** sigaction(2) with glibc {@code struct sigaction} buffers ({@link SigactionLayout}); {@code NULL} allowed. */
     public static int sigaction(int sig, MemorySegment act, MemorySegment oldact) {
-        try { return (int) sigaction.invokeExact(errnoSegment(), sig, act, oldact); } catch (Throwable t) { throw rethrow(t); }
+        try { return (int) FnSigaction.H.invokeExact(errnoSegment(), sig, act, oldact); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /**
@@ -284,14 +285,14 @@ public final class Libc {
      */
     public static long processVmReadv(MemorySegment capture, int pid, MemorySegment local, long liovcnt,
                                       MemorySegment remote, long riovcnt) {
-        try { return (long) process_vm_readv.invokeExact(capture, pid, local, liovcnt, remote, riovcnt, 0L); }
+        try { return (long) FnProcessVmReadv.H.invokeExact(capture, pid, local, liovcnt, remote, riovcnt, 0L); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     /** process_vm_writev(2): the write direction of {@link #processVmReadv}. */
     public static long processVmWritev(MemorySegment capture, int pid, MemorySegment local, long liovcnt,
                                        MemorySegment remote, long riovcnt) {
-        try { return (long) process_vm_writev.invokeExact(capture, pid, local, liovcnt, remote, riovcnt, 0L); }
+        try { return (long) FnProcessVmWritev.H.invokeExact(capture, pid, local, liovcnt, remote, riovcnt, 0L); }
         catch (Throwable t) { throw rethrow(t); }
     }
 

@@ -23,15 +23,31 @@ public final class Machine implements AutoCloseable {
     private final long setupNanos;
 
     public Machine(Hypervisor hypervisor, MachineSpec spec) {
+        this(hypervisor, spec, null);
+    }
+
+    /**
+     * Builds the machine from {@code shell} (VM and RAM already installed; null: from nothing), which
+     * it takes over: from here on the machine closes them, also when this constructor fails.
+     * @throws IllegalArgumentException when the shell does not fit the spec ({@link VmShell#fits})
+     */
+    public Machine(Hypervisor hypervisor, MachineSpec spec, VmShell shell) {
         long t0 = System.nanoTime();
         this.hypervisor = hypervisor;
         this.spec = spec;
-        GuestRam r = GuestRam.allocate(spec.ramSize(), spec.backing());
-        Vm v = null;
+        if (shell != null && !shell.fits(hypervisor, spec)) {
+            shell.close();
+            throw new IllegalArgumentException("the VM shell (RAM " + shell.ramSize() + " bytes) does not fit the machine (RAM "
+                    + spec.ramSize() + " bytes, type " + spec.vmType() + ", main slot flags 0x" + Integer.toHexString(spec.mainSlotFlags()) + ")");
+        }
+        GuestRam r = shell != null ? shell.ram() : GuestRam.allocate(spec.ramSize(), spec.backing());
+        Vm v = shell != null ? shell.takeVm() : null;
         try {
             if (spec.initialState() == null) spec.image().installWithSystemTables(r.segment(), r.size());
-            v = hypervisor.createVm(spec.vmType());
-            r.install(v, 0, spec.mainSlotFlags());
+            if (v == null) {
+                v = hypervisor.createVm(spec.vmType());
+                r.install(v, 0, spec.mainSlotFlags());
+            }
             for (int i = 0; i < spec.vcpus(); i++) {
                 Vcpu c = v.createVcpu(i);
                 vcpus.add(c);

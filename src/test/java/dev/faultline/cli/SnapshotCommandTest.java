@@ -1,6 +1,7 @@
 package dev.faultline.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -35,6 +36,14 @@ class SnapshotCommandTest {
         assertEquals(ja.at("/run/ram_sha256").asText(), jr.at("/comparison/ram_sha256").asText());
         assertTrue(jr.at("/comparison/ram_matches").asBoolean());
         assertTrue(jr.at("/timings/to_first_instruction_ms").asDouble() > 0);
+        for (String part : new String[] {"describe_ms", "check_ms", "backend_open_ms", "vm_ms", "vcpus_ms", "paging_setup_ms"}) {
+            assertTrue(jr.at("/timings/" + part).isNumber(), part + " in " + jr.at("/timings"));
+        }
+
+        CliCapture.Outcome text = run("restore", tmp.resolve("a").toString(), "--lazy", "--backend", "ref", "--repeat", "2");
+        assertEquals(0, text.code(), text.err() + text.out());
+        assertTrue(text.out().startsWith("ok: lazy restore") && text.out().contains("check thread: description"), text.out());
+        assertFalse(text.out().contains("null"), "every figure of the text report is filled in: " + text.out());
     }
 
     @Test
@@ -44,7 +53,7 @@ class SnapshotCommandTest {
         assertEquals(0, s.code(), s.err());
         assertTrue(s.out().contains("stopped after the snapshot"), s.out());
         Path json = dir.resolve("snapshot.json");
-        Files.writeString(json, Files.readString(json).replace("\"version\" : 1,", "\"version\" : 7,"));
+        Files.writeString(json, Files.readString(json).replace("\"version\" : 2,", "\"version\" : 7,"));
         CliCapture.Outcome r = run("restore", dir.toString(), "--eager", "--backend", "ref");
         assertEquals(2, r.code());
         assertEquals("", r.out());

@@ -40,11 +40,11 @@ class SnapshotFormatTest {
         Sregs s2 = new Sregs(s.cs(), s.ds(), s.es(), new Segment(0x7fff_0000_1000L, 0xfffff, 0x2b, 3, true, 3, true, true, false, true, true, false),
                 s.gs(), s.ss(), s.tr(), s.ldt(), s.gdt(), s.idt(), s.cr0(), 0xdead000L, s.cr3(), s.cr4(), 0x0f, s.efer(), s.apicBase());
         st.set(1, new VcpuState(r, s2));
-        SnapshotDescription d = new SnapshotDescription(1, "kvm", "now", 16L << 20, SnapshotWriter.memslots(16L << 20),
+        SnapshotDescription d = new SnapshotDescription(SnapshotFormat.VERSION, "kvm", "now", 16L << 20, SnapshotWriter.memslots(16L << 20),
                 SnapshotDescription.Point.atExit(1, 7), SnapshotDescription.Guest.workload("hot", WorkloadParams.of(16L << 20, 2)),
                 st, List.of(5L, 9L), new SnapshotDescription.MemoryFile("memory.bin", 0, 0, 4096, "0".repeat(64)),
-                new SnapshotDescription.MapFile("pages.map", PageMap.fileBytes(16L << 20), "1".repeat(64)),
-                List.of(), new SnapshotDescription.OriginalRun("2".repeat(64),
+                new SnapshotDescription.IndexFile("pages.map", PageMap.fileBytes(16L << 20), "1".repeat(64)),
+                new SnapshotDescription.IndexFile("chunks.bin", ChunkTable.fileBytes(16L << 20), "3".repeat(64)), new SnapshotDescription.OriginalRun("2".repeat(64),
                         List.of(new SnapshotDescription.VcpuEnd(0, "done", 0, List.of(-1L, 3L)), new SnapshotDescription.VcpuEnd(1, "done", 0, List.of()))));
         SnapshotDescription back = DescriptionJson.parse("x.json", DescriptionJson.toBytes(d));
         assertEquals(d.vcpus().get(1).regs(), back.vcpus().get(1).regs());
@@ -55,6 +55,45 @@ class SnapshotFormatTest {
         assertEquals(d.guestExits(), back.guestExits());
         assertEquals(d.originalRun(), back.originalRun());
         assertEquals(d.memslots(), back.memslots());
+        assertEquals(d.pageMap(), back.pageMap());
+        assertEquals(d.chunkTable(), back.chunkTable());
+    }
+
+    @Test
+    void shouldRoundTripTheChunkTableThroughItsFileForm() {
+        long ram = 3L * SnapshotFormat.CHUNK_BYTES + 5 * SnapshotFormat.PAGE; // a short last chunk
+        ChunkTable.Builder b = new ChunkTable.Builder(ram);
+        int[] pages = {3, 0, 256, 5};
+        for (int i = 0; i < pages.length; i++) {
+            byte[] sha = new byte[32];
+            sha[0] = (byte) i;
+            sha[31] = (byte) (0xa0 + i);
+            b.add(pages[i], sha);
+        }
+        ChunkTable back = ChunkTable.read("t", b.build().toBytes(), ram);
+        assertEquals(4, back.count());
+        assertEquals(264, back.storedPages());
+        assertEquals(new ChunkTable.Chunk(2, 2L << 20, 256, 3 * 4096L, "02" + "00".repeat(30) + "a2"), back.chunk(2));
+        assertEquals(259 * 4096L, back.offset(3));
+        byte[] sha3 = new byte[32];
+        sha3[0] = 3;
+        sha3[31] = (byte) 0xa3;
+        assertTrue(back.shaMatches(3, sha3));
+        assertFalse(back.shaMatches(2, sha3));
+    }
+
+    @Test
+    void shouldRefuseAChunkTableForOtherRamOrWithAChunkOverfull() {
+        long ram = 2L * SnapshotFormat.CHUNK_BYTES;
+        ChunkTable.Builder b = new ChunkTable.Builder(ram);
+        b.add(1, new byte[32]);
+        b.add(2, new byte[32]);
+        byte[] file = b.build().toBytes();
+        SnapshotException other = org.junit.jupiter.api.Assertions.assertThrows(SnapshotException.class, () -> ChunkTable.read("t.bin", file, ram * 2));
+        assertTrue(other.getMessage().contains("t.bin describes " + ram + " bytes of RAM"), other.getMessage());
+        java.nio.ByteBuffer.wrap(file).order(java.nio.ByteOrder.LITTLE_ENDIAN).putInt(ChunkTable.HEADER_BYTES + 8, 257);
+        SnapshotException full = org.junit.jupiter.api.Assertions.assertThrows(SnapshotException.class, () -> ChunkTable.read("t.bin", file, ram));
+        assertTrue(full.getMessage().contains("t.bin: chunk 0 stores 257 pages, the chunk has 256"), full.getMessage());
     }
 
     @Test

@@ -12,6 +12,8 @@ import dev.faultline.guest.workload.Workload;
 import dev.faultline.guest.workload.WorkloadParams;
 import dev.faultline.guest.workload.Workloads;
 import dev.faultline.hv.Hypervisor;
+import dev.faultline.hv.Vcpu;
+import dev.faultline.hv.Vm;
 import dev.faultline.kvm.HostCapabilities;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.PageStates;
@@ -28,6 +30,10 @@ import dev.faultline.vmm.VcpuOutcome;
 import java.io.RandomAccessFile;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Proxy;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -133,9 +139,9 @@ class SnapshotRestoreTest {
                 long exits = r.report().exitCounts().getOrDefault("memory_fault", 0L);
                 assertTrue(exits >= r.paging().faults(), "exits " + exits + ", faults served " + r.paging().faults());
             }
-            assertTrue(r.chunksVerified() < d.chunks().size() || r.paging().faults() > 0);
+            assertTrue(r.chunksVerified() < SnapshotFormat.chunkCount(MEM) || r.paging().faults() > 0);
         } else {
-            assertEquals(d.chunks().size(), r.chunksVerified(), "eager restore checks every chunk");
+            assertEquals(SnapshotFormat.chunkCount(MEM), r.chunksVerified(), "eager restore checks every chunk");
         }
     }
 
@@ -158,21 +164,74 @@ class SnapshotRestoreTest {
         }
     }
 
-    // ---- refusals: nothing runs, the backend is never even opened ------------------------------
+    // ---- refusals: nothing runs ------------------------------------------------------------------
+    //
+    // The snapshot is checked on a thread of its own while the backend is opened and the VM built
+    // (RAM and memslots, for the RAM size the page map's header names). A refused description is
+    // refused before any vCPU exists; the files it points to (page map, chunk table, memory file, and
+    // chunk data checked upfront) before any vCPU is started. Either way whatever was built is closed
+    // and no vCPU ever ran.
 
-    private static final AtomicInteger opened = new AtomicInteger();
+    /** What a restore did with its backend: opened and closed it, created and closed VMs, ran vCPUs. */
+    private static final class BackendRecorder {
+        final AtomicInteger opened = new AtomicInteger(), closed = new AtomicInteger();
+        final AtomicInteger vmsCreated = new AtomicInteger(), vmsClosed = new AtomicInteger(), vcpusCreated = new AtomicInteger();
+        final AtomicInteger vcpuRuns = new AtomicInteger();
+
+        Hypervisor open(String name) {
+            opened.incrementAndGet();
+            return recording(Hypervisor.class, Backends.open(name));
+        }
+
+        @SuppressWarnings("unchecked")
+        private <T> T recording(Class<T> type, T target) {
+            return (T) Proxy.newProxyInstance(type.getClassLoader(), new Class<?>[] {type}, (proxy, method, args) -> {
+                String name = method.getName();
+                if (name.equals("run") && type == Vcpu.class) vcpuRuns.incrementAndGet();
+                if (name.equals("close") && type == Vm.class) vmsClosed.incrementAndGet();
+                if (name.equals("close") && type == Hypervisor.class) closed.incrementAndGet();
+                Object result;
+                try {
+                    result = method.invoke(target, args);
+                } catch (InvocationTargetException e) {
+                    throw e.getCause();
+                }
+                if (name.equals("createVm")) {
+                    vmsCreated.incrementAndGet();
+                    return recording(Vm.class, (Vm) result);
+                }
+                if (name.equals("createVcpu")) {
+                    vcpusCreated.incrementAndGet();
+                    return recording(Vcpu.class, (Vcpu) result);
+                }
+                return result;
+            });
+        }
+    }
+
+    private static BackendRecorder recorder = new BackendRecorder();
 
     private static Restore.Options counting(String mode) {
         return Restore.Options.of("ref", mode.equals("lazy") ? Restore.Mode.LAZY : Restore.Mode.EAGER)
-                .withBackends(name -> { opened.incrementAndGet(); return Backends.open(name); });
+                .withBackends(name -> recorder.open(name));
     }
 
+    /** Refused: whatever was built alongside the checks was closed, and no vCPU ever ran. */
     private static String refused(Path dir, Restore.Options o) {
-        opened.set(0);
+        recorder = new BackendRecorder();
         SnapshotException e = assertThrows(SnapshotException.class, () -> Restore.run(dir, o));
-        assertEquals(0, opened.get(), "no backend was opened, so no guest instruction ran");
+        assertEquals(0, recorder.vcpuRuns.get(), "no vCPU was run, so no guest instruction ran");
+        assertEquals(recorder.vmsCreated.get(), recorder.vmsClosed.get(), "every VM built alongside the checks was closed");
+        assertEquals(recorder.opened.get(), recorder.closed.get(), "every backend opened was closed");
         assertFalse(e.getMessage().contains("\n"), "one line: " + e.getMessage());
         return e.getMessage();
+    }
+
+    /** Refused from the description alone: not even a vCPU was created (its registers never reached a backend). */
+    private static String refusedBeforeAnyVcpu(Path dir, Restore.Options o) {
+        String m = refused(dir, o);
+        assertEquals(0, recorder.vcpusCreated.get(), "no vCPU was created");
+        return m;
     }
 
     private Path refSnapshot(Path dir) {
@@ -194,8 +253,8 @@ class SnapshotRestoreTest {
 
     @Test
     void shouldRefuseAFlippedByteInAChunkNamingTheChunkAndBothChecksums(@TempDir Path dir) throws Exception {
-        SnapshotDescription d = take("ref", workload(1), 1, dir, true);
-        SnapshotDescription.Chunk c = d.chunks().stream().filter(x -> x.pages() > 0 && x.index() > 0).findFirst().orElseThrow();
+        take("ref", workload(1), 1, dir, true);
+        ChunkTable.Chunk c = chunks(dir).stream().filter(x -> x.pages() > 0 && x.index() > 0).findFirst().orElseThrow();
         flip(dir.resolve(SnapshotFormat.MEMORY_FILE), c.offset() + 100);
         for (Restore.Options o : List.of(counting("eager"), counting("eager").withVerify(Restore.Verify.UPFRONT))) {
             String m = refused(dir, o);
@@ -206,16 +265,16 @@ class SnapshotRestoreTest {
     @Test
     void shouldRefuseAnUnknownFormatVersion(@TempDir Path dir) throws Exception {
         refSnapshot(dir);
-        edit(dir, "\"version\" : 1,", "\"version\" : 2,");
-        String m = refused(dir, counting("eager"));
-        assertTrue(m.contains("format version 2 is not supported") && m.contains("version 1"), m);
+        edit(dir, "\"version\" : 2,", "\"version\" : 3,");
+        String m = refusedBeforeAnyVcpu(dir, counting("eager"));
+        assertTrue(m.contains("format version 3 is not supported") && m.contains("version 2"), m);
     }
 
     @Test
     void shouldRefuseADescriptionWhoseRamSizeDisagreesWithItsMemslots(@TempDir Path dir) throws Exception {
         refSnapshot(dir);
         edit(dir, "\"ram_bytes\" : " + MEM + ",", "\"ram_bytes\" : " + (MEM * 2) + ",");
-        String m = refused(dir, counting("eager"));
+        String m = refusedBeforeAnyVcpu(dir, counting("eager"));
         assertTrue(m.contains("memslots"), m);
     }
 
@@ -223,7 +282,7 @@ class SnapshotRestoreTest {
     void shouldRefuseMemslotsThatDoNotMatchHowRestoreInstallsRam(@TempDir Path dir) throws Exception {
         refSnapshot(dir);
         edit(dir, "\"gpa\" : \"0x100000\",\n    \"bytes\" : " + (MEM - 0x100000), "\"gpa\" : \"0x200000\",\n    \"bytes\" : " + (MEM - 0x200000));
-        String m = refused(dir, counting("eager"));
+        String m = refusedBeforeAnyVcpu(dir, counting("eager"));
         assertTrue(m.contains("memslots[1]") && m.contains("slot 1 [0x200000") && m.contains("slot 1 [0x100000"), m);
     }
 
@@ -240,8 +299,82 @@ class SnapshotRestoreTest {
         refSnapshot(dir);
         String json = Files.readString(dir.resolve(SnapshotFormat.DESCRIPTION_FILE));
         Files.writeString(dir.resolve(SnapshotFormat.DESCRIPTION_FILE), json.replaceFirst("\"efer\" : \"0x[0-9a-f]+\"", "\"efer\" : \"0x0\""));
-        String m = refused(dir, counting("eager"));
+        String m = refusedBeforeAnyVcpu(dir, counting("eager"));
         assertTrue(m.contains("vcpus[0].sregs.efer") && m.contains("long mode"), m);
+        assertEquals(1, recorder.vmsCreated.get(), "the VM was built ahead (RAM and memslots, no vCPU), then closed");
+    }
+
+    @Test
+    void shouldRefuseAChunkTableWithAFlippedByteBeforeAnyGuestInstruction(@TempDir Path dir) throws Exception {
+        SnapshotDescription d = take("ref", workload(1), 1, dir, true);
+        flip(dir.resolve(SnapshotFormat.CHUNK_TABLE_FILE), ChunkTable.HEADER_BYTES + 3 * ChunkTable.ENTRY_BYTES + 20);
+        for (String mode : List.of("lazy", "eager")) {
+            String m = refused(dir, counting(mode));
+            assertTrue(m.contains("chunks.bin has SHA-256") && m.contains(d.chunkTable().sha256()) && m.contains("corrupted"), m);
+            assertEquals(1, recorder.vcpusCreated.get(), "the machine was built alongside the file checks, then closed unstarted");
+        }
+    }
+
+    @Test
+    void shouldRefuseATruncatedChunkTableNamingBothLengths(@TempDir Path dir) throws Exception {
+        refSnapshot(dir);
+        Path table = dir.resolve(SnapshotFormat.CHUNK_TABLE_FILE);
+        long len = Files.size(table);
+        try (RandomAccessFile f = new RandomAccessFile(table.toFile(), "rw")) {
+            f.setLength(len - ChunkTable.ENTRY_BYTES);
+        }
+        String m = refused(dir, counting("lazy"));
+        assertTrue(m.contains("chunks.bin has " + (len - ChunkTable.ENTRY_BYTES) + " bytes") && m.contains(String.valueOf(len)) && m.contains("truncated"), m);
+    }
+
+    @Test
+    void shouldRefuseAMissingChunkTable(@TempDir Path dir) throws Exception {
+        refSnapshot(dir);
+        Files.delete(dir.resolve(SnapshotFormat.CHUNK_TABLE_FILE));
+        String m = refused(dir, counting("lazy"));
+        assertTrue(m.contains("chunks.bin is missing (the chunk table)"), m);
+    }
+
+    /** A table rewritten with its checksum updated still has to agree with itself: offsets are prefix sums. */
+    @Test
+    void shouldRefuseAChunkTableWhoseOffsetsAreNotThePagesBeforeThem(@TempDir Path dir) throws Exception {
+        refSnapshot(dir);
+        rewriteChunkTable(dir, b -> b.putLong(ChunkTable.HEADER_BYTES + 3 * ChunkTable.ENTRY_BYTES, b.getLong(ChunkTable.HEADER_BYTES + 3 * ChunkTable.ENTRY_BYTES) + 4096));
+        String m = refused(dir, counting("lazy"));
+        assertTrue(m.contains("chunks.bin: chunk 3 starts at offset") && m.contains("the pages of the chunks before it"), m);
+    }
+
+    /** ...and with the page map: one page moved from one chunk to the next keeps the sums but not the map. */
+    @Test
+    void shouldRefuseAChunkTableThatDisagreesWithThePageMap(@TempDir Path dir) throws Exception {
+        refSnapshot(dir);
+        int c = chunks(dir).stream().filter(x -> x.pages() > 0).findFirst().orElseThrow().index();
+        rewriteChunkTable(dir, b -> {
+            int e = ChunkTable.HEADER_BYTES + c * ChunkTable.ENTRY_BYTES, next = e + ChunkTable.ENTRY_BYTES;
+            b.putInt(e + 8, b.getInt(e + 8) - 1);
+            b.putInt(next + 8, b.getInt(next + 8) + 1);
+            b.putLong(next, b.getLong(next) - 4096);
+        });
+        String m = refused(dir, counting("lazy"));
+        assertTrue(m.contains("pages.map marks") && m.contains("in chunk " + c + ", chunks.bin says"), m);
+    }
+
+    @Test
+    void shouldRefuseAVersion1SnapshotAskingForANewOne(@TempDir Path dir) throws Exception {
+        refSnapshot(dir);
+        edit(dir, "\"version\" : 2,", "\"version\" : 1,");
+        String m = refusedBeforeAnyVcpu(dir, counting("lazy"));
+        assertTrue(m.contains("format version 1 is not supported") && m.contains("take the snapshot again"), m);
+    }
+
+    /** Rewrites chunks.bin through {@code change} and records its new SHA-256 in the description. */
+    static void rewriteChunkTable(Path dir, java.util.function.Consumer<ByteBuffer> change) throws Exception {
+        Path table = dir.resolve(SnapshotFormat.CHUNK_TABLE_FILE);
+        byte[] bytes = Files.readAllBytes(table);
+        String before = SnapshotWriter.hex(SnapshotWriter.sha256().digest(bytes));
+        change.accept(ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN));
+        Files.write(table, bytes);
+        edit(dir, before, SnapshotWriter.hex(SnapshotWriter.sha256().digest(bytes)));
     }
 
     /**
@@ -255,7 +388,7 @@ class SnapshotRestoreTest {
         Workload w = workload(1);
         SnapshotDescription d = take("ref", w, 1, dir, true);
         int bad = (int) (w.layout().sliceStart(0) / SnapshotFormat.CHUNK_BYTES);
-        SnapshotDescription.Chunk c = d.chunks().get(bad);
+        ChunkTable.Chunk c = chunks(dir).get(bad);
         assertTrue(c.pages() > 0, "the working set's chunk holds stamped pages");
         flip(dir.resolve(SnapshotFormat.MEMORY_FILE), c.offset() + 8);
         try (Snapshot snap = Snapshot.open(dir); Hypervisor hv = Backends.open("ref")) {
@@ -303,7 +436,7 @@ class SnapshotRestoreTest {
         Workload w = workload(1, "kvm");
         SnapshotDescription d = take("kvm", w, 1, dir, true);
         int bad = (int) (w.layout().sliceStart(0) / SnapshotFormat.CHUNK_BYTES); // the working set starts here
-        SnapshotDescription.Chunk c = d.chunks().get(bad);
+        ChunkTable.Chunk c = chunks(dir).get(bad);
         assertTrue(c.pages() > 0, "the working set's chunk holds stamped pages");
         flip(dir.resolve(SnapshotFormat.MEMORY_FILE), c.offset() + 8);
         try (Snapshot snap = Snapshot.open(dir); Hypervisor hv = Backends.open("kvm")) {
@@ -332,6 +465,15 @@ class SnapshotRestoreTest {
                 assertEquals(-1, ram.asSlice((long) bad * SnapshotFormat.CHUNK_BYTES, SnapshotFormat.CHUNK_BYTES)
                         .mismatch(MemorySegment.ofArray(new byte[SnapshotFormat.CHUNK_BYTES])), "nothing of the bad chunk reached RAM");
             }
+        }
+    }
+
+    /** The chunk table of an intact snapshot in {@code dir}. */
+    static List<ChunkTable.Chunk> chunks(Path dir) {
+        try (Snapshot s = Snapshot.open(dir)) {
+            List<ChunkTable.Chunk> out = new java.util.ArrayList<>();
+            for (int i = 0; i < s.chunkTable().count(); i++) out.add(s.chunkTable().chunk(i));
+            return out;
         }
     }
 

@@ -1,8 +1,8 @@
 package dev.faultline.paging.uffd;
 
 import dev.faultline.paging.Installer;
+import dev.faultline.sys.HostMemory;
 import dev.faultline.sys.Userfaultfd;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -23,7 +23,7 @@ final class CopyInstaller implements Installer {
     CopyInstaller(Userfaultfd uffd, Userfaultfd.Caller caller, int maxRunPages, MemorySegment zeros, long hvaBase, boolean zeropage) {
         this.uffd = uffd;
         this.caller = caller;
-        this.staging = Arena.ofAuto().allocate((long) maxRunPages * dev.faultline.paging.FaultCore.PAGE, dev.faultline.paging.FaultCore.PAGE);
+        this.staging = HostMemory.scratch((long) maxRunPages * dev.faultline.paging.FaultCore.PAGE);
         this.zeros = zeros;
         this.hvaBase = hvaBase;
         this.zeropage = zeropage;
