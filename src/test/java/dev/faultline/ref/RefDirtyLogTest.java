@@ -65,16 +65,17 @@ class RefDirtyLogTest {
                     || ram.get(ValueLayout.JAVA_LONG, DATA + 4096L * (PAGES - 1) + 8) == 0) && System.nanoTime() < waitUntil) {
                 Thread.onSpinWait();
             }
+            // a number of harvests that race the writers, not a time: a busy host makes them slower, not fewer
             int harvestsWithData = 0;
-            long end = System.nanoTime() + 300_000_000L;
-            while (System.nanoTime() < end) {
+            long end = System.nanoTime() + 30_000_000_000L;
+            while (harvestsWithData < 50 && System.nanoTime() < end) {
                 harvestsWithData += copyDirty(m, bitmap, ram, copy) > 0 ? 1 : 0;
             }
             run.pause(Duration.ofSeconds(10));
             copyDirty(m, bitmap, ram, copy);
             run.stop("test over");
             run.await();
-            assertTrue(harvestsWithData > 10, "the guest kept writing while the host harvested (" + harvestsWithData + " harvests named pages)");
+            assertEquals(50, harvestsWithData, "the guest kept writing while the host harvested (" + harvestsWithData + " harvests named pages)");
             for (int p = 0; p < PAGES; p++) {
                 long gpa = DATA + p * 4096L;
                 for (int v = 0; v < 2; v++) {
