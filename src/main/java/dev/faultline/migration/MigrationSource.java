@@ -130,6 +130,18 @@ public final class MigrationSource {
             listener.phase("guest running on the source");
             sleep(options.afterMillis());
             long t0 = System.nanoTime();
+            // from the pre-copy rounds to the destination's RESUMED this thread moves memory against a
+            // running guest and then holds the downtime: the push's priority, given back after
+            if (options.priorities()) priorities.put("switch-over (pre-copy to RESUMED)",
+                    ThreadPriority.TRANSFER.applyToCurrentThread().description());
+            try {
+                return migrateFrom(t0);
+            } finally {
+                if (options.priorities()) ThreadPriority.resetCurrentThread();
+            }
+        }
+
+        private Result migrateFrom(long t0) {
             MigrationEvents.Phase pre = phaseStart();
             precopy();
             phaseEnd(pre, "pre-copy", precopyPages);
@@ -148,6 +160,7 @@ public final class MigrationSource {
             // the push starts once the destination guest runs: until then its CPU time would only
             // lengthen the downtime (faults are served from the switch-over on)
             startServing();
+            if (options.priorities()) ThreadPriority.resetCurrentThread();
             fig.put("downtime_ms", ms(tResumed - tPause));
             fig.put("downtime_parts_ms", Map.of("pause_vcpus", ms(paused - tPause), "send_state_and_low_memory", ms(stateSent - paused),
                     "destination_state_to_first_entry", ms(destStartNanos)));
@@ -252,13 +265,19 @@ public final class MigrationSource {
             if (rounds <= 0) return;
             long mainPages = totalPages - firstMainPage;
             MemorySegment bitmap = Arena.ofAuto().allocate(((mainPages + 63) / 64) * 8, 8);
+            try (Pagemap pagemap = Pagemap.open()) {
+                precopyRounds(rounds, mainPages, bitmap, pagemap);
+            }
+        }
+
+        private void precopyRounds(int rounds, long mainPages, MemorySegment bitmap, Pagemap pagemap) {
             for (int round = 1; round <= rounds; round++) {
                 machine.vm().getDirtyLog(BootProtocol.SLOT_MAIN, bitmap);
                 long before = precopyPages;
                 if (round == 1) {
                     for (long p = firstMainPage; p < totalPages; p += Protocol.MAX_PAGES_PER_MESSAGE) {
                         int n = (int) Math.min(Protocol.MAX_PAGES_PER_MESSAGE, totalPages - p);
-                        sendNonZero(p, n);
+                        sendNonZero(pagemap, p, n);
                     }
                 } else {
                     for (long i = 0; i < mainPages; i++) {
@@ -275,12 +294,14 @@ public final class MigrationSource {
         }
 
         /** Round one: every non-zero page, in runs. */
-        private void sendNonZero(long first, int n) {
+        private void sendNonZero(Pagemap pagemap, long first, int n) {
+            // never-populated pages are zeros without a read (a write after this shows in the next dirty log)
+            long known = pagemap.neverPopulated(machine.ram().memory(), first * Protocol.PAGE, n);
             int i = 0;
             while (i < n) {
-                while (i < n && Pages.isZero(ram, (first + i) * Protocol.PAGE)) i++;
+                while (i < n && ((known & (1L << i)) != 0 || Pages.isZero(ram, (first + i) * Protocol.PAGE))) i++;
                 int j = i;
-                while (j < n && !Pages.isZero(ram, (first + j) * Protocol.PAGE)) j++;
+                while (j < n && (known & (1L << j)) == 0 && !Pages.isZero(ram, (first + j) * Protocol.PAGE)) j++;
                 if (j > i) {
                     sendPages(first + i, j - i, Protocol.PURPOSE_PRECOPY, 0);
                     for (int k = i; k < j; k++) sent.trySet(first + k);

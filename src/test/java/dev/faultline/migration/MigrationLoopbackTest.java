@@ -124,7 +124,7 @@ class MigrationLoopbackTest {
         Map<?, ?> dp = (Map<?, ?>) d.get("thread_priorities");
         assertEquals(java.util.Set.of("uffd-handler-0", "uffd-handler-1", "push installer"), dp.keySet(), dp.toString());
         Map<?, ?> sp = (Map<?, ?>) o.result().figures().get("thread_priorities");
-        assertEquals(java.util.Set.of("migration-urgent-0", "migration-urgent-1", "migration-push"), sp.keySet(), sp.toString());
+        assertEquals(java.util.Set.of("migration-urgent-0", "migration-urgent-1", "migration-push", "switch-over (pre-copy to RESUMED)"), sp.keySet(), sp.toString());
     }
 
     @ParameterizedTest(name = "{0} to {1}, {2} pre-copy rounds")
