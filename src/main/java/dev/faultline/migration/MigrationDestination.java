@@ -411,9 +411,10 @@ public final class MigrationDestination {
             long t1 = System.nanoTime();
             if (demandPaging) {
                 PageStates st = core.states();
-                for (int page = written.nextSetBit((int) (BootProtocol.IMAGE_MIN_GPA / Protocol.PAGE)); page >= 0; page = written.nextSetBit(page + 1)) {
-                    long idx = core.pageOf((long) page * Protocol.PAGE);
-                    if (st.claim(idx)) st.markPresent(idx, 1);
+                for (int from = written.nextSetBit((int) (BootProtocol.IMAGE_MIN_GPA / Protocol.PAGE)); from >= 0; ) {
+                    int to = written.nextClearBit(from);
+                    st.markPresentBeforeStart(core.pageOf((long) from * Protocol.PAGE), to - from);
+                    from = written.nextSetBit(to);
                 }
             }
             long t2 = System.nanoTime();

@@ -280,8 +280,7 @@ public final class MigrationSource {
                         sendNonZero(pagemap, p, n);
                     }
                 } else {
-                    for (long i = 0; i < mainPages; i++) {
-                        if ((bitmap.get(ValueLayout.JAVA_LONG, (i >>> 6) * 8) & (1L << (i & 63))) == 0) continue;
+                    for (long i = nextDirty(bitmap, 0, mainPages); i >= 0; i = nextDirty(bitmap, i + 1, mainPages)) {
                         long page = firstMainPage + i;
                         if (!sent.isSent(page) && Pages.isZero(ram, page * Protocol.PAGE)) continue;
                         sendPages(page, 1, Protocol.PURPOSE_PRECOPY, 0);
@@ -328,8 +327,7 @@ public final class MigrationSource {
                 long mainPages = totalPages - firstMainPage;
                 MemorySegment bitmap = Arena.ofAuto().allocate(((mainPages + 63) / 64) * 8, 8);
                 machine.vm().getDirtyLog(BootProtocol.SLOT_MAIN, bitmap);
-                for (long i = 0; i < mainPages; i++) {
-                    if ((bitmap.get(ValueLayout.JAVA_LONG, (i >>> 6) * 8) & (1L << (i & 63))) == 0) continue;
+                for (long i = nextDirty(bitmap, 0, mainPages); i >= 0; i = nextDirty(bitmap, i + 1, mainPages)) {
                     long page = firstMainPage + i;
                     if (!sent.isSent(page)) continue;
                     sent.clear(page);
@@ -548,6 +546,24 @@ public final class MigrationSource {
                 }
             }
         }
+    }
+
+    /**
+     * The first page at or after {@code from} (and before {@code limit}) that a KVM dirty bitmap
+     * (u64 words, bit i of word w: page 64w + i) names, or -1; clean words are skipped whole, so a
+     * scan of a mostly clean 1 GiB slot costs 4096 reads, not 262,144 (it runs inside the downtime).
+     */
+    static long nextDirty(MemorySegment bitmap, long from, long limit) {
+        if (from >= limit) return -1;
+        long w = from >>> 6;
+        long word = bitmap.get(ValueLayout.JAVA_LONG, w * 8) & (-1L << (from & 63));
+        long words = (limit + 63) >>> 6;
+        while (word == 0) {
+            if (++w >= words) return -1;
+            word = bitmap.get(ValueLayout.JAVA_LONG, w * 8);
+        }
+        long i = (w << 6) + Long.numberOfTrailingZeros(word);
+        return i < limit ? i : -1;
     }
 
     static double ms(long nanos) {

@@ -66,6 +66,18 @@ public final class PageStates {
         if (marked > 0) present.add(marked);
     }
 
+    /**
+     * MISSING → PRESENT for {@code count} pages from {@code first}: pages written into RAM before
+     * anything could fault on them (pre-copied before the guest starts). Pages not MISSING are left.
+     * Returns how many changed.
+     */
+    public int markPresentBeforeStart(long first, long count) {
+        int marked = 0;
+        for (long p = first; p < first + count; p++) if (STATE.compareAndSet(states, (int) p, MISSING, PRESENT)) marked++;
+        if (marked > 0) present.add(marked);
+        return marked;
+    }
+
     /** Back to MISSING, whatever the state: after a failed install, or when the kernel dropped the pages. */
     public void reset(long first, long count) {
         int dropped = 0;

@@ -27,6 +27,10 @@ class PageStatesTest {
         assertEquals(3, s.countPresent());
         s.reset(0, 5);                             // pages 2 and 4 were PRESENT, 3 FETCHING
         assertEquals(1, s.countPresent());
+        assertTrue(s.claim(12));
+        assertEquals(4, s.markPresentBeforeStart(11, 5));  // 11, 13, 14, 15; 12 is FETCHING and stays so
+        assertEquals(PageStates.FETCHING, s.get(12));
+        assertEquals(5, s.countPresent());
         assertEquals(s.scanPresent(), s.countPresent());
     }
 
