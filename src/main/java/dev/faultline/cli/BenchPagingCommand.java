@@ -101,6 +101,18 @@ final class BenchPagingCommand implements Callable<Integer> {
             description = "Microseconds a handler spins on non-blocking reads after its last event before sleeping in poll() (default: ${DEFAULT-VALUE}).")
     long spinMicros;
 
+    @Option(names = "--handler-sched",
+            description = "How uffd handler threads are scheduled: normal, nice:N, or fifo:P (SCHED_FIFO priority P; the handler "
+                    + "sleeps in poll() between faults, so it only runs to serve one; not with --spin-us). Default: "
+                    + "normal (see docs/paging.md for what was measured).")
+    String handlerSched;
+
+    @Option(names = "--handler-wait",
+            description = "Where an idle uffd handler sleeps: read (in read() on a blocking userfaultfd: read and install per "
+                    + "fault, two system calls), poll (in poll(): poll, read, install), or auto: read unless the handler spins "
+                    + "or prefetches in the background (default: ${DEFAULT-VALUE}).", defaultValue = "auto")
+    String handlerWait;
+
     @Option(names = "--pin", description = "none, or paired: handler i and vCPU i share CPU i (default: paired with one handler per vCPU when every CPU has a vCPU or --prefetch none).")
     String pin;
 
@@ -168,6 +180,12 @@ final class BenchPagingCommand implements Callable<Integer> {
                 out.put("handlers", handlerCount());
                 out.put("spin_us", spinMicros);
                 out.put("pinning", pin);
+                out.put("handler_scheduling", handlerScheduling().toString());
+                try {
+                    out.put("handler_sleeps_in", uffdConfig(List.of()).sleepsInRead(pf) ? "read()" : "poll()");
+                } catch (IllegalArgumentException e) {
+                    throw new UserError("--handler-wait " + handlerWait + ": " + e.getMessage());
+                }
             }
             if (warmup) warmUp(hv, vcpus, delivery, pf);
             PageSource src = source.equals("file") ? FileSource.open(file, ram) : ZeroSource.INSTANCE;
@@ -212,9 +230,12 @@ final class BenchPagingCommand implements Callable<Integer> {
         return new Setup(n, ram, workload);
     }
 
+    /** Memory per vCPU of the warm-up run: 16k faults at --prefetch none, enough for the JIT's optimising tier. */
+    private static final long WARMUP_BYTES = 64L << 20;
+
     /** A small paged run first, so the serving code is compiled before the measured run. */
     private void warmUp(Hypervisor hv, int n, String how, Prefetch pf) {
-        Setup small = setup(n, Math.min(memPerVcpu, 16L << 20));
+        Setup small = setup(n, Math.min(memPerVcpu, WARMUP_BYTES));
         pagedRun(hv, small, how, ZeroSource.INSTANCE, pf instanceof Prefetch.Replay ? Prefetch.NONE : pf, false);
     }
 
@@ -263,7 +284,7 @@ final class BenchPagingCommand implements Callable<Integer> {
             if (warmup) {
                 for (int n : vcpuCounts) {
                     for (String how : List.of("exit", "blocking")) warmUp(hv, n, how, pf);
-                    if (baseline) run(hv, setup(n, Math.min(memPerVcpu, 16L << 20)), MemoryPreparer.NONE, null, null, false);
+                    if (baseline) run(hv, setup(n, Math.min(memPerVcpu, WARMUP_BYTES)), MemoryPreparer.NONE, null, null, false);
                 }
             }
             Map<Integer, Map<String, List<Result>>> results = new LinkedHashMap<>();
@@ -363,6 +384,17 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (!pin.equals("none") && !pin.equals("paired")) throw new UserError("--pin is none or paired, not '" + pin + "'");
         if (pin.equals("paired") && handlerCount() != vcpus) throw new UserError("--pin paired needs one handler per vCPU");
         if (spinMicros < 0) throw new UserError("--spin-us must not be negative");
+        handlerWaiting();
+        if (handlerWait.equals("read") && spinMicros > 0) {
+            throw new UserError("--handler-wait read with --spin-us " + spinMicros + ": a handler sleeping in read() does not spin; use --handler-wait poll");
+        }
+        if (handlerWait.equals("read") && !prefetch.equals("none") && !prefetch.equals("readahead")) {
+            throw new UserError("--handler-wait read has no turn for background prefetch (--prefetch " + prefetch + "): use --handler-wait poll");
+        }
+        if (handlerScheduling().policy() == UffdPager.Scheduling.Policy.FIFO && spinMicros > 0) {
+            throw new UserError("--handler-sched " + handlerSched + " with --spin-us " + spinMicros + ": a spinning SCHED_FIFO handler "
+                    + "would starve the vCPU sharing its CPU; use --spin-us 0 or normal scheduling");
+        }
     }
 
     /** ref runs exit or blocking delivery; the userfaultfd knobs have no meaning there and are refused, not ignored. */
@@ -372,7 +404,7 @@ final class BenchPagingCommand implements Callable<Integer> {
                     + "or --delivery blocking (the vCPU sleeps while a handler thread serves)");
         }
         String kvmOnly = cBaseline ? "--c-baseline (a KVM program)" : handlers != null ? "--handlers" : spinMicros != 0 ? "--spin-us"
-                : pin != null ? "--pin" : !backing.equals("anonymous") ? "--backing" : zeropage ? "--zeropage" : null;
+                : pin != null ? "--pin" : handlerSched != null ? "--handler-sched" : !handlerWait.equals("auto") ? "--handler-wait" : !backing.equals("anonymous") ? "--backing" : zeropage ? "--zeropage" : null;
         if (kvmOnly != null) throw new UserError(kvmOnly + " is for userfaultfd delivery on kvm; the ref backend pages through memory-fault exits");
         if (readahead != null) {
             String[] p = readahead.split(":");
@@ -388,6 +420,35 @@ final class BenchPagingCommand implements Callable<Integer> {
             if (recordWorkingSet != null) throw new UserError("--record-working-set records one run; use it without --compare-deliveries");
         }
         pin = "none";
+    }
+
+    private UffdPager.Waiting handlerWaiting() {
+        return switch (handlerWait) {
+            case "auto" -> UffdPager.Waiting.AUTO;
+            case "read" -> UffdPager.Waiting.READ;
+            case "poll" -> UffdPager.Waiting.POLL;
+            default -> throw new UserError("--handler-wait is auto, read or poll, not '" + handlerWait + "'");
+        };
+    }
+
+    /** The userfaultfd configuration of a run, with handler parts starting at {@code splits}. */
+    private UffdPager.Config uffdConfig(List<Long> splits) {
+        return new UffdPager.Config(backing.equals("memfd") ? UffdPager.Mode.MINOR : UffdPager.Mode.MISSING, handlerCount(),
+                TimeUnit.MICROSECONDS.toNanos(spinMicros), zeropage, splits,
+                pin.equals("paired") ? UffdPager.Pinning.PAIRED : UffdPager.Pinning.NONE, handlerScheduling(), handlerWaiting());
+    }
+
+    /** --handler-sched, parsed (checked in checkArguments). */
+    private UffdPager.Scheduling handlerScheduling() {
+        String v = handlerSched == null ? "normal" : handlerSched;
+        try {
+            if (v.equals("normal")) return UffdPager.Scheduling.NORMAL;
+            if (v.startsWith("nice:")) return UffdPager.Scheduling.nice(Integer.parseInt(v.substring(5)));
+            if (v.startsWith("fifo:")) return UffdPager.Scheduling.fifo(Integer.parseInt(v.substring(5)));
+        } catch (IllegalArgumentException e) {
+            throw new UserError("--handler-sched " + v + ": " + e.getMessage());
+        }
+        throw new UserError("--handler-sched is normal, nice:N or fifo:P, not '" + v + "'");
     }
 
     private int handlerCount() { return handlers == null ? vcpus : handlers; }
@@ -415,6 +476,8 @@ final class BenchPagingCommand implements Callable<Integer> {
         final RunReport report;
         final FaultCore core;
         final MemorySegment ramCopy;
+        /** uffd: per vCPU, its thread's CPU time, run-queue wait and switches over the run (null elsewhere). */
+        dev.faultline.paging.ThreadTimes[] vcpuThreads;
         /** ref: per vCPU, the time its thread spent in the fault handler per exit, wake-ups included (null elsewhere). */
         Histogram[] vcpuWait;
         final Map<String, Object> extra = new LinkedHashMap<>();
@@ -449,8 +512,13 @@ final class BenchPagingCommand implements Callable<Integer> {
                 x.put("pages", workload.touchesPerVcpu());
                 x.put("seconds", round(v.runNanos() / 1e9));
                 x.put("pages_per_sec", Math.round(workload.touchesPerVcpu() / (v.runNanos() / 1e9)));
+                x.put("exits", v.exitCounts());
                 if (stats != null) x.put("fault_latency", PagingStats.percentiles(stats.latency(v.index())));
                 if (vcpuWait != null) x.put("vcpu_wait", PagingStats.percentiles(vcpuWait[v.index()]));
+                if (vcpuThreads != null) {
+                    Map<String, Object> t = PagingStats.threadTimes(vcpuThreads[v.index()], workload.touchesPerVcpu());
+                    if (!t.isEmpty()) x.put("thread_per_page", t);
+                }
                 per.add(x);
             }
             m.put("per_vcpu", per);
@@ -474,10 +542,14 @@ final class BenchPagingCommand implements Callable<Integer> {
         }
         List<Long> splits = new ArrayList<>();
         if (handlerCount() == n) for (int i = 1; i < n; i++) splits.add(setup.workload().layout().sliceStart(i));
-        UffdPager pager = new UffdPager(core, new UffdPager.Config(backing.equals("memfd") ? UffdPager.Mode.MINOR : UffdPager.Mode.MISSING,
-                handlerCount(), TimeUnit.MICROSECONDS.toNanos(spinMicros), zeropage, splits,
-                pin.equals("paired") ? UffdPager.Pinning.PAIRED : UffdPager.Pinning.NONE));
+        UffdPager pager = new UffdPager(core, uffdConfig(splits));
         Result r = run(hv, setup, pager, null, core, keepRam);
+        if (pager.schedulingRefused() != null) {
+            if (handlerSched != null) throw new UserError("--handler-sched " + handlerSched + " was refused: " + pager.schedulingRefused());
+            r.extra.put("handler_scheduling_refused", pager.schedulingRefused() + " (the handlers ran normally)");
+        }
+        r.vcpuThreads = new dev.faultline.paging.ThreadTimes[n];
+        for (int i = 0; i < n; i++) r.vcpuThreads[i] = pager.vcpuThreadTimes(i);
         if (pager.failure() != null) throw new UserError("paging failed: " + pager.failure().getMessage());
         return r;
     }

@@ -212,6 +212,9 @@ public final class MigrationDestination {
                     }
 
                     @Override
+                    public void vcpuThreadStopping(int index) { inner.vcpuThreadStopping(index); }
+
+                    @Override
                     public void close() { inner.close(); }
                 };
             };

@@ -192,6 +192,9 @@ public final class Restore {
                     }
 
                     @Override
+                    public void vcpuThreadStopping(int index) { s.vcpuThreadStopping(index); }
+
+                    @Override
                     public void close() {
                         s.close();
                         if (core != null && !(inner instanceof DemandPager p && p.failureMessage() != null)) {

@@ -70,6 +70,7 @@ public final class Libc {
     private static final MethodHandle syscall1 = capturingVariadic("syscall", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG), 1);
     private static final MethodHandle gettid = plain("gettid", FunctionDescriptor.of(C_INT));
     private static final MethodHandle setpriority = capturing("setpriority", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
+    private static final MethodHandle sched_setscheduler = capturing("sched_setscheduler", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_PTR));
     private static final MethodHandle sched_setaffinity = capturing("sched_setaffinity", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_PTR));
     private static final MethodHandle getpid = plain("getpid", FunctionDescriptor.of(C_INT));
     private static final MethodHandle tgkill = capturing("tgkill", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
@@ -228,6 +229,24 @@ public final class Libc {
         try {
             MemorySegment capture = errnoSegment();
             int r = (int) setpriority.invokeExact(capture, 0, gettid(), nice);
+            return r == 0 ? 0 : errno(capture);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** sched_setscheduler(2) policies. */
+    public static final int SCHED_OTHER = 0, SCHED_FIFO = 1;
+
+    /**
+     * Sets the scheduling policy of the calling thread only (sched_setscheduler(0, ...): on Linux pid 0
+     * is the calling thread), with {@code priority} (1..99 for SCHED_FIFO, 0 for SCHED_OTHER). Returns
+     * 0, or the errno (EPERM without CAP_SYS_NICE or an RLIMIT_RTPRIO that allows it, EINVAL).
+     */
+    public static int scheduleCurrentThread(int policy, int priority) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment param = a.allocate(ValueLayout.JAVA_INT);
+            param.set(ValueLayout.JAVA_INT, 0, priority);
+            MemorySegment capture = errnoSegment();
+            int r = (int) sched_setscheduler.invokeExact(capture, 0, policy, param);
             return r == 0 ? 0 : errno(capture);
         } catch (Throwable t) { throw rethrow(t); }
     }

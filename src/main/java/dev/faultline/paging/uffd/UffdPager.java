@@ -4,8 +4,11 @@ import dev.faultline.guest.BootProtocol;
 import dev.faultline.paging.DemandPager;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.Installer;
+import dev.faultline.paging.Prefetch;
+import dev.faultline.paging.ThreadTimes;
 import dev.faultline.sys.HostMemory;
 import dev.faultline.sys.Libc;
+import dev.faultline.sys.UffdDoorbells;
 import dev.faultline.sys.Userfaultfd;
 import dev.faultline.vmm.GuestRam;
 import dev.faultline.vmm.MemoryFaultHandler;
@@ -35,23 +38,105 @@ public final class UffdPager implements DemandPager {
     public enum Pinning { NONE, PAIRED }
 
     /**
+     * Where an idle handler sleeps. {@link #READ}: in read() on a blocking userfaultfd, so a fault
+     * costs the handler two system calls (read, install) instead of three (poll, read, install);
+     * only for a handler with no background work and no spinning. {@link #POLL}: in poll() on a
+     * non-blocking one, between background prefetch steps and spinning. {@link #AUTO}: READ when
+     * the prefetch has no background work and the handler does not spin, else POLL.
+     */
+    public enum Waiting { AUTO, READ, POLL }
+
+    /**
+     * How handler threads are scheduled. A handler sleeps in poll() between faults and runs a few
+     * microseconds per fault, but on a busy machine a woken handler can wait milliseconds behind other
+     * work on its CPU while its vCPU waits for the page: {@link #fifo} puts it first (the run-queue wait
+     * per fault is in the benchmark's {@code thread_per_event}). Never combined with spinning: a
+     * spinning SCHED_FIFO thread would starve the vCPU sharing its CPU.
+     */
+    public record Scheduling(Policy policy, int value) {
+        public enum Policy { NORMAL, NICE, FIFO }
+
+        public static final Scheduling NORMAL = new Scheduling(Policy.NORMAL, 0);
+
+        public Scheduling {
+            if (policy == Policy.FIFO && (value < 1 || value > 99)) throw new IllegalArgumentException("SCHED_FIFO priority is 1..99, got " + value);
+            if (policy == Policy.NICE && (value < -20 || value > 19)) throw new IllegalArgumentException("nice is -20..19, got " + value);
+        }
+
+        public static Scheduling fifo(int priority) { return new Scheduling(Policy.FIFO, priority); }
+        public static Scheduling nice(int nice) { return new Scheduling(Policy.NICE, nice); }
+
+        /** Applies this to the calling thread; returns 0 or the errno. */
+        int applyToCurrentThread() {
+            return switch (policy) {
+                case NORMAL -> 0;
+                case NICE -> Libc.niceCurrentThread(value);
+                case FIFO -> Libc.scheduleCurrentThread(Libc.SCHED_FIFO, value);
+            };
+        }
+
+        @Override
+        public String toString() {
+            return switch (policy) {
+                case NORMAL -> "normal";
+                case NICE -> "nice " + value;
+                case FIFO -> "SCHED_FIFO " + value;
+            };
+        }
+    }
+
+    /**
      * @param spinNanos how long a handler spins on non-blocking reads after its last event before it
      *     sleeps in poll() (0: always sleep)
      * @param zeropage  map zero runs with UFFDIO_ZEROPAGE instead of copying zeros (MISSING only)
      * @param splitGpas where parts start after the first (page-aligned, increasing, inside the paged
      *     range), or empty for {@code handlers} equal parts
      * @param pinning   where handler and vCPU threads run
+     * @param scheduling how handler threads are scheduled; if the kernel refuses it (EPERM) the handlers run
+     *     normally and {@link #schedulingRefused()} says why
+     * @param waiting   where an idle handler sleeps
      */
-    public record Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning) {
+    public record Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning,
+                         Scheduling scheduling, Waiting waiting) {
         public Config {
             if (handlers < 1) throw new IllegalArgumentException("at least one handler thread is needed, got " + handlers);
             splitGpas = splitGpas == null ? List.of() : List.copyOf(splitGpas);
             if (pinning == null) pinning = Pinning.NONE;
+            if (scheduling == null) scheduling = Scheduling.NORMAL;
+            if (waiting == null) waiting = Waiting.AUTO;
+            if (waiting == Waiting.READ && spinNanos > 0) {
+                throw new IllegalArgumentException("a handler that sleeps in read() cannot spin: spin 0 or wait in poll()");
+            }
+            if (scheduling.policy() == Scheduling.Policy.FIFO && spinNanos > 0) {
+                throw new IllegalArgumentException("a SCHED_FIFO handler must not spin (it would starve the vCPU on its CPU): spin 0 or normal scheduling");
+            }
             if (!splitGpas.isEmpty() && splitGpas.size() != handlers - 1) {
                 throw new IllegalArgumentException(handlers + " handlers need " + (handlers - 1) + " split points, got " + splitGpas.size());
             }
         }
+
+        public Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning) {
+            this(mode, handlers, spinNanos, zeropage, splitGpas, pinning, Scheduling.NORMAL, Waiting.AUTO);
+        }
+
+        /** Whether handlers serving with {@code prefetch} sleep in read() (else in poll()). */
+        public boolean sleepsInRead(Prefetch prefetch) {
+            boolean background = prefetch instanceof Prefetch.Replay || prefetch instanceof Prefetch.Readahead r && r.aheadPages() > 0;
+            if (waiting == Waiting.READ && background) {
+                throw new IllegalArgumentException("a handler that sleeps in read() has no turn for background prefetch ("
+                        + Prefetch.describe(prefetch) + "): wait in poll()");
+            }
+            return waiting == Waiting.READ || waiting == Waiting.AUTO && spinNanos == 0 && !background;
+        }
     }
+
+    /**
+     * Why the handlers of the last run could not get {@link Config#scheduling} (e.g. "SCHED_FIFO 10:
+     * errno 1 (EPERM)"), or null when they got it.
+     */
+    public String schedulingRefused() { return schedulingRefused; }
+
+    private volatile String schedulingRefused;
 
     private final FaultCore core;
     private final Config config;
@@ -79,6 +164,17 @@ public final class UffdPager implements DemandPager {
         if (running == null) return null;
         for (UffdHandler h : running.handlers) if (h.failure() != null) return h.failure();
         return null;
+    }
+
+    /**
+     * vCPU {@code index}'s thread in the last run, from its first entry to its last exit: CPU time (its
+     * share of every fault: the guest, KVM, the userfaultfd wait's switches), run-queue wait and switches.
+     * Read after the run; NONE when unknown.
+     */
+    public ThreadTimes vcpuThreadTimes(int index) {
+        if (running == null) return ThreadTimes.NONE;
+        ThreadTimes t = running.vcpuTimes[index];
+        return t == null ? ThreadTimes.NONE : t;
     }
 
     /**
@@ -150,47 +246,73 @@ public final class UffdPager implements DemandPager {
     private final class Running implements Session {
         private final Context context;
         private final AtomicIntegerArray vcpuTids;
+        private final ThreadTimes[] vcpuStart, vcpuTimes;
         private final List<Userfaultfd> uffds = new ArrayList<>();
         private final List<long[]> registered = new ArrayList<>();
         private final List<UffdHandler> handlers = new ArrayList<>();
         private final List<Thread> threads = new ArrayList<>();
         private HostMemory alias;
-        private int stopFd = -1;
+        private UffdDoorbells doorbells;
+        private boolean[] doorbellReleased;
         private boolean closed;
 
         Running(Context context) {
             this.context = context;
             this.vcpuTids = new AtomicIntegerArray(context.vcpus());
+            this.vcpuStart = new ThreadTimes[context.vcpus()];
+            this.vcpuTimes = new ThreadTimes[context.vcpus()];
+            java.util.Arrays.fill(vcpuTimes, ThreadTimes.NONE);
         }
 
         void start(HostMemory mem) {
-            stopFd = Libc.check(Libc.eventfd(0, Libc.EFD_CLOEXEC), "eventfd", "paging handler stop");
             boolean minor = config.mode() == Mode.MINOR;
+            boolean sleepInRead = config.sleepsInRead(core.prefetch());
             if (minor) alias = mem.alias();
             long features = Userfaultfd.FEATURE_THREAD_ID | Userfaultfd.FEATURE_EVENT_REMOVE
                     | (minor ? Userfaultfd.FEATURE_MISSING_SHMEM | Userfaultfd.FEATURE_MINOR_SHMEM : 0);
             long modes = minor ? Userfaultfd.REGISTER_MODE_MISSING | Userfaultfd.REGISTER_MODE_MINOR : Userfaultfd.REGISTER_MODE_MISSING;
             List<Long> b = boundaries();
             long hvaBase = mem.address();
+            doorbells = new UffdDoorbells(b.size() - 1);
+            doorbellReleased = new boolean[b.size() - 1];
             for (int i = 0; i + 1 < b.size(); i++) {
-                Userfaultfd u = Userfaultfd.open();
+                Userfaultfd u = Userfaultfd.open(sleepInRead);
                 uffds.add(u);
                 u.api(features);
                 long from = b.get(i), to = b.get(i + 1);
                 u.register(hvaBase + from, to - from, modes);
                 registered.add(new long[] {hvaBase + from, to - from});
+                u.register(doorbell(i), FaultCore.PAGE, Userfaultfd.REGISTER_MODE_MISSING);
                 Userfaultfd.Caller caller = new Userfaultfd.Caller();
                 Installer inst = minor ? new ContinueInstaller(u, caller, alias, hvaBase)
                         : new CopyInstaller(u, caller, core.prefetch().maxRunPages(), core.zeros(), hvaBase, config.zeropage());
                 FaultCore.Lane lane = core.newLane("uffd-" + i, from, to, inst);
-                handlers.add(new UffdHandler(u, caller, core, lane, hvaBase, stopFd, config.spinNanos(), vcpuTids, this::stopAfterFailure));
+                int part = i;
+                handlers.add(new UffdHandler(u, caller, core, lane, hvaBase, doorbell(i), () -> releaseDoorbell(part), sleepInRead,
+                        config.spinNanos(), vcpuTids, this::stopAfterFailure));
             }
+            schedulingRefused = null;
             for (int i = 0; i < handlers.size(); i++) {
                 UffdHandler h = handlers.get(i);
                 int cpu = i % Runtime.getRuntime().availableProcessors();
-                Runnable body = config.pinning() == Pinning.PAIRED ? () -> { pin(cpu); h.run(); } : h;
+                boolean paired = config.pinning() == Pinning.PAIRED;
+                Runnable body = () -> {
+                    if (paired) pin(cpu);
+                    int errno = config.scheduling().applyToCurrentThread();
+                    if (errno != 0) schedulingRefused = config.scheduling() + ": " + dev.faultline.sys.Errno.describe(errno);
+                    h.run();
+                };
                 threads.add(Thread.ofPlatform().daemon().name("uffd-handler-" + i).start(body));
             }
+        }
+
+        private long doorbell(int part) { return doorbells.address(part); }
+
+        /** Unregisters part {@code part}'s doorbell once, which releases a thread that rang it (the handler has stopped). */
+        private synchronized void releaseDoorbell(int part) {
+            if (doorbellReleased[part]) return;
+            doorbellReleased[part] = true;
+            uffds.get(part).unregister(doorbell(part), FaultCore.PAGE);
         }
 
         /**
@@ -224,6 +346,13 @@ public final class UffdPager implements DemandPager {
         public void vcpuThreadStarted(int index) {
             vcpuTids.set(index, Libc.gettid());
             if (config.pinning() == Pinning.PAIRED) pin(index % Runtime.getRuntime().availableProcessors());
+            vcpuStart[index] = ThreadTimes.ofCurrentThread();
+        }
+
+        @Override
+        public void vcpuThreadStopping(int index) {
+            ThreadTimes start = vcpuStart[index];
+            if (start != null) vcpuTimes[index] = ThreadTimes.ofCurrentThread().minus(start);
         }
 
         @Override
@@ -231,7 +360,8 @@ public final class UffdPager implements DemandPager {
             if (closed) return;
             closed = true;
             for (UffdHandler h : handlers) h.requestStop();
-            if (stopFd >= 0) UffdHandler.signal(stopFd);
+            // wake each handler through its doorbell; it stops and unregisters the doorbell, which lets ring() return
+            for (int i = 0; i < threads.size(); i++) if (threads.get(i).isAlive()) doorbells.ring(i);
             for (Thread t : threads) {
                 try {
                     t.join();
@@ -248,8 +378,8 @@ public final class UffdPager implements DemandPager {
                 }
             }
             for (Userfaultfd u : uffds) u.close();
+            if (doorbells != null) doorbells.close();
             if (alias != null) alias.close();
-            if (stopFd >= 0) Libc.close(stopFd);
         }
     }
 }

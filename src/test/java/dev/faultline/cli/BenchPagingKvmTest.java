@@ -1,0 +1,82 @@
+package dev.faultline.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.faultline.kvm.KvmHypervisor;
+import dev.faultline.sys.ErrnoException;
+import dev.faultline.sys.Userfaultfd;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * {@code bench paging --backend kvm} at one page per fault: whichever way the handlers sleep and are
+ * scheduled, the guest runs to a verified end with one fault and one install per page, and the JSON
+ * says where each thread's time went (a functional test; the figures are not judged here).
+ */
+class BenchPagingKvmTest {
+    static final long PAGES_PER_VCPU = 1024;   // 4 MiB
+
+    static void kvmAndUserfaultfdOrSkip() {
+        try (KvmHypervisor kvm = KvmHypervisor.open(); Userfaultfd u = Userfaultfd.open()) {
+            assumeTrue(kvm != null && u != null);
+        } catch (ErrnoException e) {
+            assumeTrue(false, "needs /dev/kvm and userfaultfd: " + e.getMessage());
+        }
+    }
+
+    @ParameterizedTest
+    @CsvSource({"1,auto,normal,read()", "2,auto,normal,read()", "2,poll,normal,poll()", "2,read,fifo:10,read()", "1,poll,nice:-5,poll()"})
+    void shouldServeEachFaultWithItsOwnPageHoweverHandlersWaitAndAreScheduled(int vcpus, String wait, String sched, String sleepsIn)
+            throws Exception {
+        kvmAndUserfaultfdOrSkip();
+        CliCapture.Outcome o = CliTest.cli("bench", "paging", "--backend", "kvm", "--vcpus", Integer.toString(vcpus), "--mem-per-vcpu", "4M",
+                "--prefetch", "none", "--handler-wait", wait, "--handler-sched", sched, "--no-warmup", "--json");
+        assertEquals(0, o.code(), o.err());
+        JsonNode j = o.json();
+        assertEquals(sleepsIn, j.get("handler_sleeps_in").asText());
+        assertEquals(vcpus * PAGES_PER_VCPU, j.get("pages").asLong());
+        JsonNode h = j.get("handler");
+        assertEquals(vcpus * PAGES_PER_VCPU, h.get("faults").asLong(), "one fault per page at --prefetch none: " + h);
+        assertEquals(vcpus * PAGES_PER_VCPU, h.get("pages_installed").asLong(), h.toString());
+        assertEquals(0, h.get("pages_prefetched").asLong());
+        assertEquals(vcpus, h.get("lanes").size(), "one handler per vCPU");
+        for (JsonNode lane : h.get("lanes")) {
+            assertEquals(lane.get("faults").asLong(), lane.get("install_calls").asLong(), "one install per fault: " + lane);
+            assertTrue(lane.get("thread_per_event").get("switches").asLong() > 0, lane.toString());
+        }
+        for (JsonNode v : j.get("per_vcpu")) {
+            assertTrue(v.get("thread_per_page").get("cpu_us_per_event").asDouble() > 0, v.toString());
+            assertEquals(PAGES_PER_VCPU, v.get("fault_latency").get("faults").asLong(), v.toString());
+        }
+    }
+
+    @Test
+    void shouldRefuseHandlerSettingsThatCannotWorkInOneLine() {
+        String[][] refused = {
+            {"--handler-sched", "fifo:10", "--spin-us", "20"},
+            {"--handler-sched", "fifo:0"},
+            {"--handler-sched", "rr:5"},
+            {"--handler-wait", "read", "--spin-us", "20"},
+            {"--handler-wait", "read", "--prefetch", "readahead", "--readahead", "16:256:8192"},
+            {"--handler-wait", "sometimes"},
+        };
+        for (String[] args : refused) {
+            String[] all = new String[args.length + 5];
+            all[0] = "bench";
+            all[1] = "paging";
+            all[2] = "--backend";
+            all[3] = "kvm";
+            System.arraycopy(args, 0, all, 4, args.length);
+            all[all.length - 1] = "--mem-per-vcpu=1M";
+            CliCapture.Outcome o = CliTest.cli(all);
+            assertEquals(2, o.code(), String.join(" ", args) + " -> " + o.err());
+            assertEquals(1, o.err().strip().lines().count(), "one line: " + o.err());
+            assertFalse(o.err().contains("\tat "), o.err());
+        }
+    }
+}
