@@ -98,13 +98,16 @@ final class BenchPagingCommand implements Callable<Integer> {
     Integer handlers;
 
     @Option(names = "--spin-us", defaultValue = "0",
-            description = "Microseconds a handler spins on non-blocking reads after its last event before sleeping in poll() (default: ${DEFAULT-VALUE}).")
+            description = "Microseconds a handler spins on non-blocking reads after its last event before sleeping in poll() "
+                    + "(a spinning handler never sleeps in read()). Default: ${DEFAULT-VALUE}: here a spinning handler on the "
+                    + "other CPU turns every wake-up of its vCPU into a cross-CPU interrupt (docs/paging.md).")
     long spinMicros;
 
     @Option(names = "--handler-sched",
-            description = "How uffd handler threads are scheduled: normal, nice:N, or fifo:P (SCHED_FIFO priority P; the handler "
-                    + "sleeps in poll() between faults, so it only runs to serve one; not with --spin-us). Default: "
-                    + "normal (see docs/paging.md for what was measured).")
+            description = "How uffd handler threads are scheduled: normal, nice:N, or fifo:P (SCHED_FIFO priority P; not with "
+                    + "--spin-us). Default: nice:-5 when the handlers sleep in read() (they run only to serve a fault, and a woken "
+                    + "handler then does not queue behind other work on its CPU; normal if the kernel refuses, noted in the "
+                    + "output), normal when they also prefetch in the background.")
     String handlerSched;
 
     @Option(names = "--handler-wait",
@@ -438,9 +441,17 @@ final class BenchPagingCommand implements Callable<Integer> {
                 pin.equals("paired") ? UffdPager.Pinning.PAIRED : UffdPager.Pinning.NONE, handlerScheduling(), handlerWaiting());
     }
 
-    /** --handler-sched, parsed (checked in checkArguments). */
+    /** Default --handler-sched for handlers that sleep in read(): measured in docs/paging.md. */
+    static final int DEFAULT_READ_HANDLER_NICE = -5;
+
+    /** --handler-sched, parsed (checked in checkArguments); the default depends on where the handlers sleep. */
     private UffdPager.Scheduling handlerScheduling() {
-        String v = handlerSched == null ? "normal" : handlerSched;
+        if (handlerSched == null) {
+            boolean sleepsInRead = handlerWait.equals("read")
+                    || handlerWait.equals("auto") && spinMicros == 0 && (prefetch.equals("none") || prefetch.equals("readahead") && readaheadAhead() == 0);
+            return sleepsInRead ? UffdPager.Scheduling.nice(DEFAULT_READ_HANDLER_NICE) : UffdPager.Scheduling.NORMAL;
+        }
+        String v = handlerSched;
         try {
             if (v.equals("normal")) return UffdPager.Scheduling.NORMAL;
             if (v.startsWith("nice:")) return UffdPager.Scheduling.nice(Integer.parseInt(v.substring(5)));
@@ -449,6 +460,16 @@ final class BenchPagingCommand implements Callable<Integer> {
             throw new UserError("--handler-sched " + v + ": " + e.getMessage());
         }
         throw new UserError("--handler-sched is normal, nice:N or fifo:P, not '" + v + "'");
+    }
+
+    /** AHEAD of --readahead (0 when it does not parse; prefetchPolicy() reports that). */
+    private int readaheadAhead() {
+        String[] p = readahead == null ? new String[0] : readahead.split(":");
+        try {
+            return p.length == 3 ? Integer.parseInt(p[2]) : 0;
+        } catch (NumberFormatException e) {
+            return 0;
+        }
     }
 
     private int handlerCount() { return handlers == null ? vcpus : handlers; }
@@ -760,6 +781,11 @@ final class BenchPagingCommand implements Callable<Integer> {
     private static void printText(Map<String, Object> out) {
         System.out.printf(Locale.ROOT, "paging: %s, %s, %s vCPU(s) x %s, source %s, prefetch %s%n", out.get("backend"), out.get("mode"),
                 out.get("vcpus"), Units.formatSize((Long) out.get("mem_per_vcpu")), out.get("source"), out.get("prefetch"));
+        if (out.containsKey("handler_sleeps_in")) {
+            System.out.printf(Locale.ROOT, "  %s uffd handler(s), sleeping in %s, %s, pinning %s, spin %s us%s%n", out.get("handlers"),
+                    out.get("handler_sleeps_in"), out.get("handler_scheduling"), out.get("pinning"), out.get("spin_us"),
+                    out.containsKey("handler_scheduling_refused") ? " (refused: " + out.get("handler_scheduling_refused") + ")" : "");
+        }
         System.out.printf(Locale.ROOT, "  %d pages in %.3f s: %d pages/s%n", (Long) out.get("pages"), (Double) out.get("seconds"), (Long) out.get("pages_per_sec"));
         for (Object o : (List<Object>) out.get("per_vcpu")) {
             Map<String, Object> v = (Map<String, Object>) o;

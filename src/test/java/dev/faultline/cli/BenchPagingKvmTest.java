@@ -9,6 +9,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.faultline.kvm.KvmHypervisor;
 import dev.faultline.sys.ErrnoException;
 import dev.faultline.sys.Userfaultfd;
+import java.util.ArrayList;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -30,15 +32,19 @@ class BenchPagingKvmTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"1,auto,normal,read()", "2,auto,normal,read()", "2,poll,normal,poll()", "2,read,fifo:10,read()", "1,poll,nice:-5,poll()"})
-    void shouldServeEachFaultWithItsOwnPageHoweverHandlersWaitAndAreScheduled(int vcpus, String wait, String sched, String sleepsIn)
-            throws Exception {
+    @CsvSource({"1,auto,default,read(),nice -5", "2,auto,normal,read(),normal", "2,poll,default,poll(),normal",
+            "2,read,fifo:10,read(),SCHED_FIFO 10", "1,poll,nice:-5,poll(),nice -5"})
+    void shouldServeEachFaultWithItsOwnPageHoweverHandlersWaitAndAreScheduled(int vcpus, String wait, String sched, String sleepsIn,
+                                                                              String scheduling) throws Exception {
         kvmAndUserfaultfdOrSkip();
-        CliCapture.Outcome o = CliTest.cli("bench", "paging", "--backend", "kvm", "--vcpus", Integer.toString(vcpus), "--mem-per-vcpu", "4M",
-                "--prefetch", "none", "--handler-wait", wait, "--handler-sched", sched, "--no-warmup", "--json");
+        List<String> args = new ArrayList<>(List.of("bench", "paging", "--backend", "kvm", "--vcpus", Integer.toString(vcpus),
+                "--mem-per-vcpu", "4M", "--prefetch", "none", "--handler-wait", wait, "--no-warmup", "--json"));
+        if (!sched.equals("default")) args.addAll(List.of("--handler-sched", sched));
+        CliCapture.Outcome o = CliTest.cli(args.toArray(String[]::new));
         assertEquals(0, o.code(), o.err());
         JsonNode j = o.json();
         assertEquals(sleepsIn, j.get("handler_sleeps_in").asText());
+        assertEquals(scheduling, j.get("handler_scheduling").asText());
         assertEquals(vcpus * PAGES_PER_VCPU, j.get("pages").asLong());
         JsonNode h = j.get("handler");
         assertEquals(vcpus * PAGES_PER_VCPU, h.get("faults").asLong(), "one fault per page at --prefetch none: " + h);
