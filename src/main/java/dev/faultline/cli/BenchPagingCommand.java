@@ -148,7 +148,12 @@ final class BenchPagingCommand implements Callable<Integer> {
             description = "vCPU counts of --compare-deliveries (default: ${DEFAULT-VALUE}).")
     List<Integer> vcpuCounts;
 
-    @Option(names = "--rounds", defaultValue = "5", description = "Rounds of --compare-deliveries (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--rounds",
+            description = "Rounds of --compare-deliveries (default: 5); or, with --c-baseline and/or --baseline, how many times to "
+                    + "run the paged run and its baselines back to back (order rotating per round), reporting every round's "
+                    + "ratios and their median (default: 1). On a shared machine one pair of runs can land in different load.")
+    Integer roundsOption;
+
     int rounds;
 
     @Override
@@ -191,27 +196,65 @@ final class BenchPagingCommand implements Callable<Integer> {
                 }
             }
             if (warmup) warmUp(hv, vcpus, delivery, pf);
-            PageSource src = source.equals("file") ? FileSource.open(file, ram) : ZeroSource.INSTANCE;
-            Result paged;
-            try (src) {
-                paged = pagedRun(hv, setup, delivery, src, pf, true);
-                if (source.equals("file")) paged.extra.put("ram_matches_file_except_stamps", compareWithFile(paged, file));
+            List<Result> pagedRuns = new ArrayList<>(), ceilings = new ArrayList<>();
+            List<Map<String, Object>> cRuns = new ArrayList<>();
+            List<String> kinds = new ArrayList<>(List.of("paged"));
+            if (cBaseline) kinds.add("c");
+            if (baseline) kinds.add("ceiling");
+            for (int r = 0; r < rounds; r++) {
+                for (int k = 0; k < kinds.size(); k++) {
+                    switch (kinds.get((k + r) % kinds.size())) {   // the order rotates, so no kind always runs first
+                        case "paged" -> {
+                            try (PageSource src = source.equals("file") ? FileSource.open(file, ram) : ZeroSource.INSTANCE) {
+                                Result paged = pagedRun(hv, setup, delivery, src, pf, true);
+                                if (source.equals("file")) paged.extra.put("ram_matches_file_except_stamps", compareWithFile(paged, file));
+                                paged.ramCopy = null;   // compared; N rounds need not hold N copies of RAM
+                                pagedRuns.add(paged);
+                            }
+                        }
+                        case "c" -> cRuns.add(runCBaseline(workload, ram, "uffd"));
+                        default -> ceilings.add(run(hv, setup, MemoryPreparer.NONE, null, null, false));
+                    }
+                }
             }
+            Result paged = rounds == 1 ? pagedRuns.get(0) : medianRun(pagedRuns);
             out.putAll(paged.toMap());
+            if (rounds > 1) {
+                out.put("rounds", rounds);
+                out.put("order", "per round: " + String.join(", ", kinds) + ", rotated by one each round; the figures above are "
+                        + "the median paged run's");
+                out.put("pages_per_sec_per_round", pagedRuns.stream().map(x -> Math.round(x.pagesPerSecond())).toList());
+            }
             if (recordWorkingSet != null) {
                 paged.core.recordedWorkingSet().write(recordWorkingSet);
                 out.put("working_set_recorded", Map.of("file", recordWorkingSet.toString(), "pages", paged.core.recordedWorkingSet().size()));
             }
             if (baseline) {
-                Result first = run(hv, setup, MemoryPreparer.NONE, null, null, false);
-                out.put("first_touch_ceiling", first.toMap());
-                out.put("ratio_to_first_touch", round(paged.pagesPerSecond() / first.pagesPerSecond()));
+                List<Double> ratios = new ArrayList<>();
+                for (int r = 0; r < rounds; r++) ratios.add(round(pagedRuns.get(r).pagesPerSecond() / ceilings.get(r).pagesPerSecond()));
+                out.put("first_touch_ceiling", (rounds == 1 ? ceilings.get(0) : medianRun(ceilings)).toMap());
+                out.put("ratio_to_first_touch", median(ratios));
+                if (rounds > 1) {
+                    out.put("first_touch_pages_per_sec_per_round", ceilings.stream().map(x -> Math.round(x.pagesPerSecond())).toList());
+                    out.put("ratio_to_first_touch_per_round", ratios);
+                }
             }
             if (cBaseline) {
-                Map<String, Object> c = runCBaseline(workload, ram, "uffd");
-                out.put("c_baseline", c);
-                double cps = ((Number) c.get("pages_per_sec")).doubleValue();
-                out.put("ratio_to_c_baseline", round(paged.pagesPerSecond() / cps));
+                List<Double> ratios = new ArrayList<>();
+                List<Long> cps = new ArrayList<>();
+                for (int r = 0; r < rounds; r++) {
+                    double c = ((Number) cRuns.get(r).get("pages_per_sec")).doubleValue();
+                    cps.add(Math.round(c));
+                    ratios.add(round(pagedRuns.get(r).pagesPerSecond() / c));
+                }
+                List<Map<String, Object>> byRate = new ArrayList<>(cRuns);
+                byRate.sort(java.util.Comparator.comparingDouble(m -> ((Number) m.get("pages_per_sec")).doubleValue()));
+                out.put("c_baseline", byRate.get((byRate.size() - 1) / 2));
+                out.put("ratio_to_c_baseline", median(ratios));
+                if (rounds > 1) {
+                    out.put("c_baseline_pages_per_sec_per_round", cps);
+                    out.put("ratio_to_c_baseline_per_round", ratios);
+                }
             }
             if (json) Json.print(System.out, out);
             else printText(out);
@@ -338,6 +381,13 @@ final class BenchPagingCommand implements Callable<Integer> {
         }
     }
 
+    /** The run with the median pages/s (the lower middle one of an even count). */
+    private static Result medianRun(List<Result> runs) {
+        List<Result> sorted = new ArrayList<>(runs);
+        sorted.sort(java.util.Comparator.comparingDouble(Result::pagesPerSecond));
+        return sorted.get((sorted.size() - 1) / 2);
+    }
+
     /** The median run's full figures (by pages/s), with every run's pages/s beside them. */
     private static Map<String, Object> summary(List<Result> runs) {
         List<Result> sorted = new ArrayList<>(runs);
@@ -360,6 +410,12 @@ final class BenchPagingCommand implements Callable<Integer> {
 
     private void checkArguments() {
         if (!backend.equals("kvm") && !backend.equals("ref")) throw new UserError("--backend is kvm or ref, not '" + backend + "'");
+        rounds = roundsOption != null ? roundsOption : compareDeliveries ? 5 : 1;
+        if (rounds < 1) throw new UserError("--rounds must be at least 1");
+        if (!compareDeliveries && rounds > 1) {
+            if (!cBaseline && !baseline) throw new UserError("--rounds repeats a comparison: give --c-baseline and/or --baseline");
+            if (recordWorkingSet != null) throw new UserError("--record-working-set records one run; use it without --rounds");
+        }
         if (delivery == null) delivery = isRef() ? "exit" : "uffd";
         if (!delivery.equals("uffd") && !delivery.equals("exit") && !delivery.equals("blocking")) {
             throw new UserError("--delivery is uffd, exit or blocking, not '" + delivery + "'");
@@ -419,7 +475,6 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (compareDeliveries) {
             if (vcpuCounts.isEmpty()) throw new UserError("--vcpu-counts needs at least one count");
             for (int n : vcpuCounts) if (n < 1 || n > BootProtocol.MAX_VCPUS) throw new UserError("--vcpu-counts must be 1.." + BootProtocol.MAX_VCPUS);
-            if (rounds < 1) throw new UserError("--rounds must be at least 1");
             if (recordWorkingSet != null) throw new UserError("--record-working-set records one run; use it without --compare-deliveries");
         }
         pin = "none";
@@ -496,7 +551,7 @@ final class BenchPagingCommand implements Callable<Integer> {
         final Workload workload;
         final RunReport report;
         final FaultCore core;
-        final MemorySegment ramCopy;
+        MemorySegment ramCopy;
         /** uffd: per vCPU, its thread's CPU time, run-queue wait and switches over the run (null elsewhere). */
         dev.faultline.paging.ThreadTimes[] vcpuThreads;
         /** ref: per vCPU, the time its thread spent in the fault handler per exit, wake-ups included (null elsewhere). */
@@ -786,7 +841,8 @@ final class BenchPagingCommand implements Callable<Integer> {
                     out.get("handler_sleeps_in"), out.get("handler_scheduling"), out.get("pinning"), out.get("spin_us"),
                     out.containsKey("handler_scheduling_refused") ? " (refused: " + out.get("handler_scheduling_refused") + ")" : "");
         }
-        System.out.printf(Locale.ROOT, "  %d pages in %.3f s: %d pages/s%n", (Long) out.get("pages"), (Double) out.get("seconds"), (Long) out.get("pages_per_sec"));
+        System.out.printf(Locale.ROOT, "  %d pages in %.3f s: %d pages/s%s%n", (Long) out.get("pages"), (Double) out.get("seconds"), (Long) out.get("pages_per_sec"),
+                out.containsKey("pages_per_sec_per_round") ? " (median of " + out.get("rounds") + " rounds: " + out.get("pages_per_sec_per_round") + ")" : "");
         for (Object o : (List<Object>) out.get("per_vcpu")) {
             Map<String, Object> v = (Map<String, Object>) o;
             Map<String, Object> l = (Map<String, Object>) v.get("fault_latency");
@@ -803,11 +859,19 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (out.containsKey("first_touch_ceiling")) {
             Map<String, Object> b = (Map<String, Object>) out.get("first_touch_ceiling");
             System.out.printf(Locale.ROOT, "  first-touch ceiling: %s pages/s; ratio %s%n", b.get("pages_per_sec"), out.get("ratio_to_first_touch"));
+            if (out.containsKey("ratio_to_first_touch_per_round")) {
+                System.out.printf(Locale.ROOT, "    per round: ceiling %s, ratio %s (median above)%n", out.get("first_touch_pages_per_sec_per_round"),
+                        out.get("ratio_to_first_touch_per_round"));
+            }
         }
         if (out.containsKey("c_baseline")) {
             Map<String, Object> c = (Map<String, Object>) out.get("c_baseline");
             System.out.printf(Locale.ROOT, "  C baseline (uffd, poll, one COPY per fault): %s pages/s; ratio %s%n", c.get("pages_per_sec"),
                     out.get("ratio_to_c_baseline"));
+            if (out.containsKey("ratio_to_c_baseline_per_round")) {
+                System.out.printf(Locale.ROOT, "    per round: C %s, ratio %s (median above)%n", out.get("c_baseline_pages_per_sec_per_round"),
+                        out.get("ratio_to_c_baseline_per_round"));
+            }
         }
     }
 

@@ -62,6 +62,29 @@ class BenchPagingKvmTest {
     }
 
     @Test
+    void shouldRepeatTheRunAndItsBaselineInRoundsAndReportEveryRatioAndTheirMedian() throws Exception {
+        kvmAndUserfaultfdOrSkip();
+        CliCapture.Outcome o = CliTest.cli("bench", "paging", "--backend", "kvm", "--vcpus", "1", "--mem-per-vcpu", "4M", "--prefetch", "none",
+                "--baseline", "--rounds", "3", "--no-warmup", "--json");
+        assertEquals(0, o.code(), o.err());
+        JsonNode j = o.json();
+        assertEquals(3, j.get("rounds").asInt());
+        assertEquals(3, j.get("pages_per_sec_per_round").size());
+        assertEquals(3, j.get("first_touch_pages_per_sec_per_round").size());
+        JsonNode ratios = j.get("ratio_to_first_touch_per_round");
+        assertEquals(3, ratios.size());
+        List<Double> sorted = new ArrayList<>();
+        for (JsonNode r : ratios) sorted.add(r.asDouble());
+        sorted.sort(null);
+        assertEquals(sorted.get(1), j.get("ratio_to_first_touch").asDouble(), 1e-9, "the median of the rounds' ratios");
+        List<Long> rates = new ArrayList<>();
+        for (JsonNode r : j.get("pages_per_sec_per_round")) rates.add(r.asLong());
+        rates.sort(null);
+        assertEquals(rates.get(1), j.get("pages_per_sec").asLong(), "the figures are the median run's");
+        assertEquals(PAGES_PER_VCPU, j.get("handler").get("faults").asLong(), "the median run's own handler figures");
+    }
+
+    @Test
     void shouldRefuseHandlerSettingsThatCannotWorkInOneLine() {
         String[][] refused = {
             {"--handler-sched", "fifo:10", "--spin-us", "20"},
@@ -70,6 +93,8 @@ class BenchPagingKvmTest {
             {"--handler-wait", "read", "--spin-us", "20"},
             {"--handler-wait", "read", "--prefetch", "readahead", "--readahead", "16:256:8192"},
             {"--handler-wait", "sometimes"},
+            {"--rounds", "3"},
+            {"--rounds", "0", "--baseline"},
         };
         for (String[] args : refused) {
             String[] all = new String[args.length + 5];
