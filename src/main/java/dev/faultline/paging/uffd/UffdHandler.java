@@ -76,9 +76,19 @@ final class UffdHandler implements Runnable {
     /** Why the handler stopped serving, or null. */
     RuntimeException failure() { return failure; }
 
+    private ThreadTimes start = ThreadTimes.NONE;
+
+    /**
+     * On the handler's own thread, before any fault can reach it: takes the thread's starting
+     * {@link ThreadTimes}. Reading them allocates, and a thread that allocates may have to wait for a
+     * garbage collection; once faults are pending that must not happen on the handler, because a Java
+     * thread stopped in a userfault (a test touching RAM; never a vCPU, which waits inside KVM_RUN in
+     * native code) cannot reach the safepoint the collection waits for.
+     */
+    void beforeServing() { start = ThreadTimes.ofCurrentThread(); }
+
     @Override
     public void run() {
-        ThreadTimes start = ThreadTimes.ofCurrentThread();
         try {
             lastEvent = spinNanos > 0 ? System.nanoTime() : 0;
             while (!stopping && (blockingReads ? sleepInRead() : sleepInPoll())) {

@@ -292,17 +292,30 @@ public final class UffdPager implements DemandPager {
                         config.spinNanos(), vcpuTids, this::stopAfterFailure));
             }
             schedulingRefused = null;
+            // Each handler sets itself up (pinning, scheduling, its starting times) before prepare() returns,
+            // so nothing that may allocate runs on a handler once vCPUs or other threads can fault.
+            java.util.concurrent.CountDownLatch ready = new java.util.concurrent.CountDownLatch(handlers.size());
             for (int i = 0; i < handlers.size(); i++) {
                 UffdHandler h = handlers.get(i);
                 int cpu = i % Runtime.getRuntime().availableProcessors();
                 boolean paired = config.pinning() == Pinning.PAIRED;
                 Runnable body = () -> {
-                    if (paired) pin(cpu);
-                    int errno = config.scheduling().applyToCurrentThread();
-                    if (errno != 0) schedulingRefused = config.scheduling() + ": " + dev.faultline.sys.Errno.describe(errno);
+                    try {
+                        if (paired) pin(cpu);
+                        int errno = config.scheduling().applyToCurrentThread();
+                        if (errno != 0) schedulingRefused = config.scheduling() + ": " + dev.faultline.sys.Errno.describe(errno);
+                        h.beforeServing();
+                    } finally {
+                        ready.countDown();
+                    }
                     h.run();
                 };
                 threads.add(Thread.ofPlatform().daemon().name("uffd-handler-" + i).start(body));
+            }
+            try {
+                ready.await();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
             }
         }
 
