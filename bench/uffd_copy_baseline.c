@@ -70,8 +70,12 @@ static void *handler(void *arg) {
         if (n != sizeof msg) continue;
         if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
         struct uffdio_copy c = {.dst = msg.arg.pagefault.address & ~(PAGE - 1), .src = (uint64_t)zero, .len = PAGE, .mode = 0};
-        if (ioctl(job->uffd, UFFDIO_COPY, &c) < 0 && errno != EEXIST) die("UFFDIO_COPY");
-        if (errno == EEXIST) { struct uffdio_range w = {.start = c.dst, .len = PAGE}; ioctl(job->uffd, UFFDIO_WAKE, &w); }
+        if (ioctl(job->uffd, UFFDIO_COPY, &c) < 0) {
+            /* errno is looked at only after a failure: a stale EEXIST would add a WAKE to every later fault */
+            if (errno != EEXIST) die("UFFDIO_COPY");
+            struct uffdio_range w = {.start = c.dst, .len = PAGE};
+            ioctl(job->uffd, UFFDIO_WAKE, &w);
+        }
         job->served++;
     }
     return NULL;

@@ -1,5 +1,6 @@
 package dev.faultline.cli;
 
+import dev.faultline.vmm.ThreadPriority;
 import dev.faultline.guest.BootProtocol;
 import dev.faultline.guest.BootSetup;
 import dev.faultline.guest.GuestImage;
@@ -98,8 +99,23 @@ final class BenchPagingCommand implements Callable<Integer> {
     Integer handlers;
 
     @Option(names = "--spin-us", defaultValue = "0",
-            description = "Microseconds a handler spins on non-blocking reads after its last event before sleeping in poll() (default: ${DEFAULT-VALUE}).")
+            description = "Microseconds a handler spins on non-blocking reads after its last event before sleeping in poll() "
+                    + "(a spinning handler never sleeps in read()). Default: ${DEFAULT-VALUE}: here a spinning handler on the "
+                    + "other CPU turns every wake-up of its vCPU into a cross-CPU interrupt (docs/paging.md).")
     long spinMicros;
+
+    @Option(names = "--handler-sched",
+            description = "How uffd handler threads are scheduled: normal, nice:N, or fifo:P (SCHED_FIFO priority P; not with "
+                    + "--spin-us). Default: nice:-5 when the handlers sleep in read() (they run only to serve a fault, and a woken "
+                    + "handler then does not queue behind other work on its CPU; normal if the kernel refuses, noted in the "
+                    + "output), normal when they also prefetch in the background.")
+    String handlerSched;
+
+    @Option(names = "--handler-wait",
+            description = "Where an idle uffd handler sleeps: read (in read() on a blocking userfaultfd: read and install per "
+                    + "fault, two system calls), poll (in poll(): poll, read, install), or auto: read unless the handler spins "
+                    + "or prefetches in the background (default: ${DEFAULT-VALUE}).", defaultValue = "auto")
+    String handlerWait;
 
     @Option(names = "--pin", description = "none, or paired: handler i and vCPU i share CPU i (default: paired with one handler per vCPU when every CPU has a vCPU or --prefetch none).")
     String pin;
@@ -133,7 +149,12 @@ final class BenchPagingCommand implements Callable<Integer> {
             description = "vCPU counts of --compare-deliveries (default: ${DEFAULT-VALUE}).")
     List<Integer> vcpuCounts;
 
-    @Option(names = "--rounds", defaultValue = "5", description = "Rounds of --compare-deliveries (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--rounds",
+            description = "Rounds of --compare-deliveries (default: 5); or, with --c-baseline and/or --baseline, how many times to "
+                    + "run the paged run and its baselines back to back (order rotating per round), reporting every round's "
+                    + "ratios and their median (default: 1). On a shared machine one pair of runs can land in different load.")
+    Integer roundsOption;
+
     int rounds;
 
     @Override
@@ -168,29 +189,73 @@ final class BenchPagingCommand implements Callable<Integer> {
                 out.put("handlers", handlerCount());
                 out.put("spin_us", spinMicros);
                 out.put("pinning", pin);
+                out.put("handler_scheduling", handlerScheduling().toString());
+                try {
+                    out.put("handler_sleeps_in", uffdConfig(List.of()).sleepsInRead(pf) ? "read()" : "poll()");
+                } catch (IllegalArgumentException e) {
+                    throw new UserError("--handler-wait " + handlerWait + ": " + e.getMessage());
+                }
             }
             if (warmup) warmUp(hv, vcpus, delivery, pf);
-            PageSource src = source.equals("file") ? FileSource.open(file, ram) : ZeroSource.INSTANCE;
-            Result paged;
-            try (src) {
-                paged = pagedRun(hv, setup, delivery, src, pf, true);
-                if (source.equals("file")) paged.extra.put("ram_matches_file_except_stamps", compareWithFile(paged, file));
+            List<Result> pagedRuns = new ArrayList<>(), ceilings = new ArrayList<>();
+            List<Map<String, Object>> cRuns = new ArrayList<>();
+            List<String> kinds = new ArrayList<>(List.of("paged"));
+            if (cBaseline) kinds.add("c");
+            if (baseline) kinds.add("ceiling");
+            for (int r = 0; r < rounds; r++) {
+                for (int k = 0; k < kinds.size(); k++) {
+                    switch (kinds.get((k + r) % kinds.size())) {   // the order rotates, so no kind always runs first
+                        case "paged" -> {
+                            try (PageSource src = source.equals("file") ? FileSource.open(file, ram) : ZeroSource.INSTANCE) {
+                                Result paged = pagedRun(hv, setup, delivery, src, pf, true);
+                                if (source.equals("file")) paged.extra.put("ram_matches_file_except_stamps", compareWithFile(paged, file));
+                                paged.ramCopy = null;   // compared; N rounds need not hold N copies of RAM
+                                pagedRuns.add(paged);
+                            }
+                        }
+                        case "c" -> cRuns.add(runCBaseline(workload, ram, "uffd"));
+                        default -> ceilings.add(run(hv, setup, MemoryPreparer.NONE, null, null, false));
+                    }
+                }
             }
+            Result paged = rounds == 1 ? pagedRuns.get(0) : medianRun(pagedRuns);
             out.putAll(paged.toMap());
+            if (rounds > 1) {
+                out.put("rounds", rounds);
+                out.put("order", "per round: " + String.join(", ", kinds) + ", rotated by one each round; the figures above are "
+                        + "the median paged run's");
+                out.put("pages_per_sec_per_round", pagedRuns.stream().map(x -> Math.round(x.pagesPerSecond())).toList());
+            }
             if (recordWorkingSet != null) {
                 paged.core.recordedWorkingSet().write(recordWorkingSet);
                 out.put("working_set_recorded", Map.of("file", recordWorkingSet.toString(), "pages", paged.core.recordedWorkingSet().size()));
             }
             if (baseline) {
-                Result first = run(hv, setup, MemoryPreparer.NONE, null, null, false);
-                out.put("first_touch_ceiling", first.toMap());
-                out.put("ratio_to_first_touch", round(paged.pagesPerSecond() / first.pagesPerSecond()));
+                List<Double> ratios = new ArrayList<>();
+                for (int r = 0; r < rounds; r++) ratios.add(round(pagedRuns.get(r).pagesPerSecond() / ceilings.get(r).pagesPerSecond()));
+                out.put("first_touch_ceiling", (rounds == 1 ? ceilings.get(0) : medianRun(ceilings)).toMap());
+                out.put("ratio_to_first_touch", median(ratios));
+                if (rounds > 1) {
+                    out.put("first_touch_pages_per_sec_per_round", ceilings.stream().map(x -> Math.round(x.pagesPerSecond())).toList());
+                    out.put("ratio_to_first_touch_per_round", ratios);
+                }
             }
             if (cBaseline) {
-                Map<String, Object> c = runCBaseline(workload, ram, "uffd");
-                out.put("c_baseline", c);
-                double cps = ((Number) c.get("pages_per_sec")).doubleValue();
-                out.put("ratio_to_c_baseline", round(paged.pagesPerSecond() / cps));
+                List<Double> ratios = new ArrayList<>();
+                List<Long> cps = new ArrayList<>();
+                for (int r = 0; r < rounds; r++) {
+                    double c = ((Number) cRuns.get(r).get("pages_per_sec")).doubleValue();
+                    cps.add(Math.round(c));
+                    ratios.add(round(pagedRuns.get(r).pagesPerSecond() / c));
+                }
+                List<Map<String, Object>> byRate = new ArrayList<>(cRuns);
+                byRate.sort(java.util.Comparator.comparingDouble(m -> ((Number) m.get("pages_per_sec")).doubleValue()));
+                out.put("c_baseline", byRate.get((byRate.size() - 1) / 2));
+                out.put("ratio_to_c_baseline", median(ratios));
+                if (rounds > 1) {
+                    out.put("c_baseline_pages_per_sec_per_round", cps);
+                    out.put("ratio_to_c_baseline_per_round", ratios);
+                }
             }
             if (json) Json.print(System.out, out);
             else printText(out);
@@ -212,9 +277,12 @@ final class BenchPagingCommand implements Callable<Integer> {
         return new Setup(n, ram, workload);
     }
 
+    /** Memory per vCPU of the warm-up run: 16k faults at --prefetch none, enough for the JIT's optimising tier. */
+    private static final long WARMUP_BYTES = 64L << 20;
+
     /** A small paged run first, so the serving code is compiled before the measured run. */
     private void warmUp(Hypervisor hv, int n, String how, Prefetch pf) {
-        Setup small = setup(n, Math.min(memPerVcpu, 16L << 20));
+        Setup small = setup(n, Math.min(memPerVcpu, WARMUP_BYTES));
         pagedRun(hv, small, how, ZeroSource.INSTANCE, pf instanceof Prefetch.Replay ? Prefetch.NONE : pf, false);
     }
 
@@ -263,7 +331,7 @@ final class BenchPagingCommand implements Callable<Integer> {
             if (warmup) {
                 for (int n : vcpuCounts) {
                     for (String how : List.of("exit", "blocking")) warmUp(hv, n, how, pf);
-                    if (baseline) run(hv, setup(n, Math.min(memPerVcpu, 16L << 20)), MemoryPreparer.NONE, null, null, false);
+                    if (baseline) run(hv, setup(n, Math.min(memPerVcpu, WARMUP_BYTES)), MemoryPreparer.NONE, null, null, false);
                 }
             }
             Map<Integer, Map<String, List<Result>>> results = new LinkedHashMap<>();
@@ -314,6 +382,13 @@ final class BenchPagingCommand implements Callable<Integer> {
         }
     }
 
+    /** The run with the median pages/s (the lower middle one of an even count). */
+    private static Result medianRun(List<Result> runs) {
+        List<Result> sorted = new ArrayList<>(runs);
+        sorted.sort(java.util.Comparator.comparingDouble(Result::pagesPerSecond));
+        return sorted.get((sorted.size() - 1) / 2);
+    }
+
     /** The median run's full figures (by pages/s), with every run's pages/s beside them. */
     private static Map<String, Object> summary(List<Result> runs) {
         List<Result> sorted = new ArrayList<>(runs);
@@ -336,6 +411,12 @@ final class BenchPagingCommand implements Callable<Integer> {
 
     private void checkArguments() {
         if (!backend.equals("kvm") && !backend.equals("ref")) throw new UserError("--backend is kvm or ref, not '" + backend + "'");
+        rounds = roundsOption != null ? roundsOption : compareDeliveries ? 5 : 1;
+        if (rounds < 1) throw new UserError("--rounds must be at least 1");
+        if (!compareDeliveries && rounds > 1) {
+            if (!cBaseline && !baseline) throw new UserError("--rounds repeats a comparison: give --c-baseline and/or --baseline");
+            if (recordWorkingSet != null) throw new UserError("--record-working-set records one run; use it without --rounds");
+        }
         if (delivery == null) delivery = isRef() ? "exit" : "uffd";
         if (!delivery.equals("uffd") && !delivery.equals("exit") && !delivery.equals("blocking")) {
             throw new UserError("--delivery is uffd, exit or blocking, not '" + delivery + "'");
@@ -363,6 +444,17 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (!pin.equals("none") && !pin.equals("paired")) throw new UserError("--pin is none or paired, not '" + pin + "'");
         if (pin.equals("paired") && handlerCount() != vcpus) throw new UserError("--pin paired needs one handler per vCPU");
         if (spinMicros < 0) throw new UserError("--spin-us must not be negative");
+        handlerWaiting();
+        if (handlerWait.equals("read") && spinMicros > 0) {
+            throw new UserError("--handler-wait read with --spin-us " + spinMicros + ": a handler sleeping in read() does not spin; use --handler-wait poll");
+        }
+        if (handlerWait.equals("read") && !prefetch.equals("none") && !prefetch.equals("readahead")) {
+            throw new UserError("--handler-wait read has no turn for background prefetch (--prefetch " + prefetch + "): use --handler-wait poll");
+        }
+        if (handlerScheduling().policy() == ThreadPriority.Policy.FIFO && spinMicros > 0) {
+            throw new UserError("--handler-sched " + handlerSched + " with --spin-us " + spinMicros + ": a spinning SCHED_FIFO handler "
+                    + "would starve the vCPU sharing its CPU; use --spin-us 0 or normal scheduling");
+        }
     }
 
     /** ref runs exit or blocking delivery; the userfaultfd knobs have no meaning there and are refused, not ignored. */
@@ -372,7 +464,7 @@ final class BenchPagingCommand implements Callable<Integer> {
                     + "or --delivery blocking (the vCPU sleeps while a handler thread serves)");
         }
         String kvmOnly = cBaseline ? "--c-baseline (a KVM program)" : handlers != null ? "--handlers" : spinMicros != 0 ? "--spin-us"
-                : pin != null ? "--pin" : !backing.equals("anonymous") ? "--backing" : zeropage ? "--zeropage" : null;
+                : pin != null ? "--pin" : handlerSched != null ? "--handler-sched" : !handlerWait.equals("auto") ? "--handler-wait" : !backing.equals("anonymous") ? "--backing" : zeropage ? "--zeropage" : null;
         if (kvmOnly != null) throw new UserError(kvmOnly + " is for userfaultfd delivery on kvm; the ref backend pages through memory-fault exits");
         if (readahead != null) {
             String[] p = readahead.split(":");
@@ -384,10 +476,52 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (compareDeliveries) {
             if (vcpuCounts.isEmpty()) throw new UserError("--vcpu-counts needs at least one count");
             for (int n : vcpuCounts) if (n < 1 || n > BootProtocol.MAX_VCPUS) throw new UserError("--vcpu-counts must be 1.." + BootProtocol.MAX_VCPUS);
-            if (rounds < 1) throw new UserError("--rounds must be at least 1");
             if (recordWorkingSet != null) throw new UserError("--record-working-set records one run; use it without --compare-deliveries");
         }
         pin = "none";
+    }
+
+    private UffdPager.Waiting handlerWaiting() {
+        return switch (handlerWait) {
+            case "auto" -> UffdPager.Waiting.AUTO;
+            case "read" -> UffdPager.Waiting.READ;
+            case "poll" -> UffdPager.Waiting.POLL;
+            default -> throw new UserError("--handler-wait is auto, read or poll, not '" + handlerWait + "'");
+        };
+    }
+
+    /** The userfaultfd configuration of a run, with handler parts starting at {@code splits}. */
+    private UffdPager.Config uffdConfig(List<Long> splits) {
+        return new UffdPager.Config(backing.equals("memfd") ? UffdPager.Mode.MINOR : UffdPager.Mode.MISSING, handlerCount(),
+                TimeUnit.MICROSECONDS.toNanos(spinMicros), zeropage, splits,
+                pin.equals("paired") ? UffdPager.Pinning.PAIRED : UffdPager.Pinning.NONE, handlerScheduling(), handlerWaiting());
+    }
+
+    /** Default --handler-sched for handlers that sleep in read(): measured in docs/paging.md. */
+    static final int DEFAULT_READ_HANDLER_NICE = -5;
+
+    /** --handler-sched, parsed (checked in checkArguments); the default depends on where the handlers sleep. */
+    private ThreadPriority handlerScheduling() {
+        if (handlerSched == null) {
+            boolean sleepsInRead = handlerWait.equals("read")
+                    || handlerWait.equals("auto") && spinMicros == 0 && (prefetch.equals("none") || prefetch.equals("readahead") && readaheadAhead() == 0);
+            return sleepsInRead ? ThreadPriority.nice(DEFAULT_READ_HANDLER_NICE) : ThreadPriority.NORMAL;
+        }
+        try {
+            return ThreadPriority.parse(handlerSched);
+        } catch (IllegalArgumentException e) {
+            throw new UserError("--handler-sched: " + e.getMessage());
+        }
+    }
+
+    /** AHEAD of --readahead (0 when it does not parse; prefetchPolicy() reports that). */
+    private int readaheadAhead() {
+        String[] p = readahead == null ? new String[0] : readahead.split(":");
+        try {
+            return p.length == 3 ? Integer.parseInt(p[2]) : 0;
+        } catch (NumberFormatException e) {
+            return 0;
+        }
     }
 
     private int handlerCount() { return handlers == null ? vcpus : handlers; }
@@ -414,7 +548,9 @@ final class BenchPagingCommand implements Callable<Integer> {
         final Workload workload;
         final RunReport report;
         final FaultCore core;
-        final MemorySegment ramCopy;
+        MemorySegment ramCopy;
+        /** uffd: per vCPU, its thread's CPU time, run-queue wait and switches over the run (null elsewhere). */
+        dev.faultline.paging.ThreadTimes[] vcpuThreads;
         /** ref: per vCPU, the time its thread spent in the fault handler per exit, wake-ups included (null elsewhere). */
         Histogram[] vcpuWait;
         final Map<String, Object> extra = new LinkedHashMap<>();
@@ -449,8 +585,13 @@ final class BenchPagingCommand implements Callable<Integer> {
                 x.put("pages", workload.touchesPerVcpu());
                 x.put("seconds", round(v.runNanos() / 1e9));
                 x.put("pages_per_sec", Math.round(workload.touchesPerVcpu() / (v.runNanos() / 1e9)));
+                x.put("exits", v.exitCounts());
                 if (stats != null) x.put("fault_latency", PagingStats.percentiles(stats.latency(v.index())));
                 if (vcpuWait != null) x.put("vcpu_wait", PagingStats.percentiles(vcpuWait[v.index()]));
+                if (vcpuThreads != null) {
+                    Map<String, Object> t = PagingStats.threadTimes(vcpuThreads[v.index()], workload.touchesPerVcpu());
+                    if (!t.isEmpty()) x.put("thread_per_page", t);
+                }
                 per.add(x);
             }
             m.put("per_vcpu", per);
@@ -474,10 +615,14 @@ final class BenchPagingCommand implements Callable<Integer> {
         }
         List<Long> splits = new ArrayList<>();
         if (handlerCount() == n) for (int i = 1; i < n; i++) splits.add(setup.workload().layout().sliceStart(i));
-        UffdPager pager = new UffdPager(core, new UffdPager.Config(backing.equals("memfd") ? UffdPager.Mode.MINOR : UffdPager.Mode.MISSING,
-                handlerCount(), TimeUnit.MICROSECONDS.toNanos(spinMicros), zeropage, splits,
-                pin.equals("paired") ? UffdPager.Pinning.PAIRED : UffdPager.Pinning.NONE));
+        UffdPager pager = new UffdPager(core, uffdConfig(splits));
         Result r = run(hv, setup, pager, null, core, keepRam);
+        if (pager.schedulingRefused() != null) {
+            if (handlerSched != null) throw new UserError("--handler-sched " + handlerSched + " was refused: " + pager.schedulingRefused());
+            r.extra.put("handler_scheduling_refused", pager.schedulingRefused() + " (the handlers ran normally)");
+        }
+        r.vcpuThreads = new dev.faultline.paging.ThreadTimes[n];
+        for (int i = 0; i < n; i++) r.vcpuThreads[i] = pager.vcpuThreadTimes(i);
         if (pager.failure() != null) throw new UserError("paging failed: " + pager.failure().getMessage());
         return r;
     }
@@ -688,7 +833,13 @@ final class BenchPagingCommand implements Callable<Integer> {
     private static void printText(Map<String, Object> out) {
         System.out.printf(Locale.ROOT, "paging: %s, %s, %s vCPU(s) x %s, source %s, prefetch %s%n", out.get("backend"), out.get("mode"),
                 out.get("vcpus"), Units.formatSize((Long) out.get("mem_per_vcpu")), out.get("source"), out.get("prefetch"));
-        System.out.printf(Locale.ROOT, "  %d pages in %.3f s: %d pages/s%n", (Long) out.get("pages"), (Double) out.get("seconds"), (Long) out.get("pages_per_sec"));
+        if (out.containsKey("handler_sleeps_in")) {
+            System.out.printf(Locale.ROOT, "  %s uffd handler(s), sleeping in %s, %s, pinning %s, spin %s us%s%n", out.get("handlers"),
+                    out.get("handler_sleeps_in"), out.get("handler_scheduling"), out.get("pinning"), out.get("spin_us"),
+                    out.containsKey("handler_scheduling_refused") ? " (refused: " + out.get("handler_scheduling_refused") + ")" : "");
+        }
+        System.out.printf(Locale.ROOT, "  %d pages in %.3f s: %d pages/s%s%n", (Long) out.get("pages"), (Double) out.get("seconds"), (Long) out.get("pages_per_sec"),
+                out.containsKey("pages_per_sec_per_round") ? " (median of " + out.get("rounds") + " rounds: " + out.get("pages_per_sec_per_round") + ")" : "");
         for (Object o : (List<Object>) out.get("per_vcpu")) {
             Map<String, Object> v = (Map<String, Object>) o;
             Map<String, Object> l = (Map<String, Object>) v.get("fault_latency");
@@ -705,11 +856,19 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (out.containsKey("first_touch_ceiling")) {
             Map<String, Object> b = (Map<String, Object>) out.get("first_touch_ceiling");
             System.out.printf(Locale.ROOT, "  first-touch ceiling: %s pages/s; ratio %s%n", b.get("pages_per_sec"), out.get("ratio_to_first_touch"));
+            if (out.containsKey("ratio_to_first_touch_per_round")) {
+                System.out.printf(Locale.ROOT, "    per round: ceiling %s, ratio %s (median above)%n", out.get("first_touch_pages_per_sec_per_round"),
+                        out.get("ratio_to_first_touch_per_round"));
+            }
         }
         if (out.containsKey("c_baseline")) {
             Map<String, Object> c = (Map<String, Object>) out.get("c_baseline");
             System.out.printf(Locale.ROOT, "  C baseline (uffd, poll, one COPY per fault): %s pages/s; ratio %s%n", c.get("pages_per_sec"),
                     out.get("ratio_to_c_baseline"));
+            if (out.containsKey("ratio_to_c_baseline_per_round")) {
+                System.out.printf(Locale.ROOT, "    per round: C %s, ratio %s (median above)%n", out.get("c_baseline_pages_per_sec_per_round"),
+                        out.get("ratio_to_c_baseline_per_round"));
+            }
         }
     }
 

@@ -234,6 +234,9 @@ public final class MigrationDestination {
                     }
 
                     @Override
+                    public void vcpuThreadStopping(int index) { inner.vcpuThreadStopping(index); }
+
+                    @Override
                     public void close() { inner.close(); }
                 };
             };
@@ -318,7 +321,7 @@ public final class MigrationDestination {
             pageCrcs[(int) (gpa / Protocol.PAGE)] = zero ? Pages.zeroPageCrc() : Pages.crc(payload, off);
         }
 
-        private ThreadPriority.Applied installerPriority;
+        private String installerPriority;
         private long installerCpu0, installerCpuNanos, pushDoneNanos;
 
         private void receiveUntilPushDone() throws IOException {
@@ -422,7 +425,7 @@ public final class MigrationDestination {
             long t3 = System.nanoTime();
             // from here this thread installs pushed pages: after faults, before guest code (it needs
             // little CPU, but needs it when the data is there)
-            if (options.priorities()) installerPriority = ThreadPriority.TRANSFER.applyToCurrentThread();
+            if (options.priorities()) installerPriority = ThreadPriority.TRANSFER.applyAndDescribe();
             installerCpu0 = java.lang.management.ManagementFactory.getThreadMXBean().getCurrentThreadCpuTime();
             switchParts = Map.of("load_state_ms", ms(t1 - t0), "mark_precopied_present_ms", ms(t2 - t1), "start_machine_ms", ms(t3 - t2));
             if (demandPaging) pushLanes = pager.addLanes("push", Protocol.MAX_PAGES_PER_MESSAGE);
@@ -477,7 +480,7 @@ public final class MigrationDestination {
         private DemandPager pagerFor(FaultCore c, int lanes) {
             if (backend.equals("ref")) return new ExitPager(c);
             return new UffdPager(c, new UffdPager.Config(UffdPager.Mode.MISSING, lanes, 0, false, List.of(), UffdPager.Pinning.NONE,
-                    options.priorities() ? ThreadPriority.FAULT_PATH : null));
+                    options.priorities() ? ThreadPriority.FAULT_PATH : ThreadPriority.NORMAL, UffdPager.Waiting.AUTO));
         }
 
         private String delivery() {
@@ -535,12 +538,12 @@ public final class MigrationDestination {
             if (!options.priorities()) return "default (not raised)";
             Map<String, Object> m = new LinkedHashMap<>();
             if (pager instanceof UffdPager u) {
-                List<ThreadPriority.Applied> hs = u.handlerPriorities();
-                for (int i = 0; i < hs.size(); i++) m.put("uffd-handler-" + i, hs.get(i).description());
+                String refused = u.schedulingRefused();
+                m.put("uffd handlers", refused == null ? u.config().scheduling().toString() : "normal (" + refused + ")");
             } else if (demandPaging) {
                 m.put("vcpu threads", "default (on ref each vCPU thread serves its own faults)");
             }
-            if (installerPriority != null) m.put("push installer", installerPriority.description());
+            if (installerPriority != null) m.put("push installer", installerPriority);
             return m;
         }
 

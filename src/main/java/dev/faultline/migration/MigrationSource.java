@@ -133,7 +133,7 @@ public final class MigrationSource {
             // from the pre-copy rounds to the destination's RESUMED this thread moves memory against a
             // running guest and then holds the downtime: the push's priority, given back after
             if (options.priorities()) priorities.put("switch-over (pre-copy to RESUMED)",
-                    ThreadPriority.TRANSFER.applyToCurrentThread().description());
+                    ThreadPriority.TRANSFER.applyAndDescribe());
             try {
                 return migrateFrom(t0);
             } finally {
@@ -378,7 +378,7 @@ public final class MigrationSource {
         }
 
         private void serveRequests(Connection c) {
-            if (options.priorities()) priorities.put(Thread.currentThread().getName(), ThreadPriority.FAULT_PATH.applyToCurrentThread().description());
+            if (options.priorities()) priorities.put(Thread.currentThread().getName(), ThreadPriority.FAULT_PATH.applyAndDescribe());
             try {
                 while (true) {
                     Frame f = c.receive("a page request");
@@ -418,7 +418,7 @@ public final class MigrationSource {
         }
 
         private void push() {
-            if (options.priorities()) priorities.put(Thread.currentThread().getName(), ThreadPriority.TRANSFER.applyToCurrentThread().description());
+            if (options.priorities()) priorities.put(Thread.currentThread().getName(), ThreadPriority.TRANSFER.applyAndDescribe());
             java.lang.management.ThreadMXBean mx = java.lang.management.ManagementFactory.getThreadMXBean();
             long wall0 = System.nanoTime(), cpu0 = mx.getCurrentThreadCpuTime();
             // pages the source never populated are zeros: the page table says so without a read

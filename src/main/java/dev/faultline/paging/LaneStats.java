@@ -15,6 +15,7 @@ public final class LaneStats {
     final Histogram[] latency;
     long faults, faultPages, prefetchPages, installCalls, bytes;
     long eexist, eagain, waits, presentWakes, removes, removedPages, minorEvents, missingEvents, gone, offerSkipped;
+    private volatile ThreadTimes threadTimes = ThreadTimes.NONE;
 
     LaneStats(int vcpus) {
         latency = new Histogram[vcpus + 1];
@@ -61,4 +62,8 @@ public final class LaneStats {
     public long minorEvents() { return minorEvents; }
     public long missingEvents() { return missingEvents; }
     public Histogram latency(int vcpu) { return latency[vcpu]; }
+
+    /** The serving thread's CPU time, run-queue wait and switches over its life, set when it stops (else NONE). */
+    public ThreadTimes threadTimes() { return threadTimes; }
+    public void threadTimes(ThreadTimes t) { threadTimes = t; }
 }

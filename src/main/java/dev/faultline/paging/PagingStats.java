@@ -47,6 +47,22 @@ public final class PagingStats {
         return m;
     }
 
+    /**
+     * A thread's {@link ThreadTimes} over {@code n} events (faults, pages): CPU µs, run-queue wait µs and
+     * switches per event, and the totals. Empty when the times are unknown.
+     */
+    public static Map<String, Object> threadTimes(ThreadTimes t, long n) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        if (t == ThreadTimes.NONE || n <= 0) return m;
+        m.put("cpu_ms", Math.round(t.cpuNanos() / 1e4) / 100.0);
+        m.put("runqueue_wait_ms", Math.round(t.waitNanos() / 1e4) / 100.0);
+        m.put("switches", t.switches());
+        m.put("cpu_us_per_event", micros(t.cpuNanos() / n));
+        m.put("runqueue_wait_us_per_event", micros(t.waitNanos() / n));
+        m.put("switches_per_event", Math.round(t.switches() * 100.0 / n) / 100.0);
+        return m;
+    }
+
     private static double micros(long nanos) {
         return Math.round(nanos / 10.0) / 100.0;
     }
@@ -85,6 +101,8 @@ public final class PagingStats {
             x.put("faults_on_present_pages", s.presentWakes());
             x.put("remove_events", s.removes());
             x.put("removed_pages", s.removedPages());
+            Map<String, Object> t = threadTimes(s.threadTimes(), s.faults() + s.presentWakes() + s.waits());
+            if (!t.isEmpty()) x.put("thread_per_event", t);
             handlers.add(x);
         }
         m.put("lanes", handlers);

@@ -416,6 +416,9 @@ public final class Restore {
                     }
 
                     @Override
+                    public void vcpuThreadStopping(int index) { s.vcpuThreadStopping(index); }
+
+                    @Override
                     public void close() {
                         s.close();
                         if (pager != null && pager.failureMessage() == null) {

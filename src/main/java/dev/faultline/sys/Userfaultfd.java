@@ -79,12 +79,20 @@ public final class Userfaultfd implements AutoCloseable {
      * A new userfaultfd, non-blocking and close-on-exec, through {@code source}.
      * @throws ErrnoException naming userfaultfd(2) or USERFAULTFD_IOC_NEW and the errno
      */
-    public static Userfaultfd open(Source source) {
-        int flags = Libc.O_CLOEXEC | Libc.O_NONBLOCK;
+    public static Userfaultfd open(Source source) { return open(source, false); }
+
+    /**
+     * A new close-on-exec userfaultfd through {@code source}; {@code blocking}: {@link #readEvents}
+     * sleeps until an event is pending instead of returning 0 (for a handler that sleeps in read()
+     * rather than in poll()).
+     */
+    public static Userfaultfd open(Source source, boolean blocking) {
+        int flags = Libc.O_CLOEXEC | (blocking ? 0 : Libc.O_NONBLOCK);
+        String flagNames = blocking ? "flags O_CLOEXEC" : "flags O_CLOEXEC|O_NONBLOCK";
         MemorySegment capture = Libc.errnoSegment();
         if (source == Source.SYSCALL) {
             long fd = Libc.syscall(capture, SYS_USERFAULTFD, flags);
-            if (fd == -1) throw new ErrnoException("userfaultfd(2)", Libc.errno(capture), "flags O_CLOEXEC|O_NONBLOCK");
+            if (fd == -1) throw new ErrnoException("userfaultfd(2)", Libc.errno(capture), flagNames);
             return new Userfaultfd((int) fd, source);
         }
         int dev = Libc.open(DEVICE, Libc.O_RDWR | Libc.O_CLOEXEC, 0);
@@ -98,13 +106,16 @@ public final class Userfaultfd implements AutoCloseable {
         }
     }
 
-    /** The syscall, or /dev/userfaultfd when the syscall is refused (EPERM for kernel faults, ENOSYS). */
-    public static Userfaultfd open() {
+    /** The syscall, or /dev/userfaultfd when the syscall is refused (EPERM for kernel faults, ENOSYS); non-blocking. */
+    public static Userfaultfd open() { return open(false); }
+
+    /** As {@link #open()}, blocking or not ({@link #open(Source, boolean)}). */
+    public static Userfaultfd open(boolean blocking) {
         try {
-            return open(Source.SYSCALL);
+            return open(Source.SYSCALL, blocking);
         } catch (ErrnoException e) {
             try {
-                return open(Source.DEVICE);
+                return open(Source.DEVICE, blocking);
             } catch (ErrnoException e2) {
                 e2.addSuppressed(e);
                 throw e2;
@@ -252,8 +263,9 @@ public final class Userfaultfd implements AutoCloseable {
     }
 
     /**
-     * Reads pending events without blocking (the fd is O_NONBLOCK) into {@code into}; returns their
-     * count, 0 when none is pending.
+     * Reads pending events into {@code into} and returns their count. On a non-blocking userfaultfd
+     * (the default) 0 when none is pending; on a blocking one it sleeps until one is (0 only when a
+     * signal interrupted the sleep).
      */
     public int readEvents(Caller c, UffdEvents into) {
         MemorySegment buf = into.buffer();

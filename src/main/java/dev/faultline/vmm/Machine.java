@@ -160,6 +160,7 @@ public final class Machine implements AutoCloseable {
                         session.vcpuThreadStarted(index);
                         startGate.arriveAndAwaitAdvance();
                         runner.run();
+                        session.vcpuThreadStopping(index);
                         if (runner.failed()) {
                             for (VcpuRunner other : runners) if (other != runner) other.requestStop("stopped because vCPU " + index + " failed");
                         }

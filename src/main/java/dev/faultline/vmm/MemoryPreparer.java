@@ -9,7 +9,8 @@ import java.util.function.Consumer;
  * registering the main memslot with userfaultfd and starting the threads that serve its faults.
  *
  * <p>Order inside {@link Machine#run()}: {@link #prepare} on the calling thread, then each vCPU
- * thread calls {@link Session#vcpuThreadStarted} before its first entry, then all vCPUs run and stop,
+ * thread calls {@link Session#vcpuThreadStarted} before its first entry, then all vCPUs run and stop
+ * (each calling {@link Session#vcpuThreadStopping} on its way out),
  * then {@link Session#close()}, and only then is RAM hashed (a page still missing under userfaultfd
  * would block a reader forever).
  */
@@ -21,6 +22,9 @@ public interface MemoryPreparer {
     interface Session extends AutoCloseable {
         /** Called on vCPU {@code index}'s own thread before its first entry (e.g. to learn its thread id). */
         default void vcpuThreadStarted(int index) {}
+
+        /** Called on vCPU {@code index}'s own thread after its last exit, before the thread ends. */
+        default void vcpuThreadStopping(int index) {}
 
         @Override void close();
     }

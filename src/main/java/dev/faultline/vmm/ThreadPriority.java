@@ -4,56 +4,82 @@ import dev.faultline.sys.Errno;
 import dev.faultline.sys.Libc;
 
 /**
- * How much of the CPU a VMM thread gets against the vCPU threads, which on a small host keep every
- * CPU busy with guest code. Three classes, each applied by the thread itself
- * ({@link #applyToCurrentThread}), best first, falling back when the host refuses:
+ * How a VMM thread is scheduled against the vCPU threads, which on a small host keep every CPU
+ * busy with guest code: a thread woken behind them waits for a time slice (milliseconds) unless it
+ * is put first. Applied by the thread itself ({@link #applyToCurrentThread}). Two classes have names:
  * <ul>
  *   <li>{@link #FAULT_PATH}: threads a stopped vCPU waits for (a userfaultfd handler, a migration
  *       source's urgent-request server). They sleep until a fault comes and then run a few
- *       microseconds: SCHED_FIFO priority {@value #FIFO_PRIORITY}, so a wake-up preempts guest code at
- *       once instead of waiting for a time slice; else nice {@value #FAULT_NICE}; else unchanged.
- *       Such a thread must not spin while it has nothing to do: it would take a CPU from the vCPUs
- *       for as long as it spins (a short bounded poll for a reply a waiting vCPU needs is fine).</li>
- *   <li>{@link #TRANSFER}: threads that move bulk memory the guest will need soon (a migration's
- *       background push and the destination's installer of pushed pages). They need far less CPU
- *       than the guest (about 0.2 CPU-seconds per GiB each here) but must get it when data is ready,
- *       or the transfer crawls behind two busy vCPUs: nice {@value #TRANSFER_NICE}; else unchanged.</li>
+ *       microseconds: SCHED_FIFO, so a wake-up preempts guest code at once. Such a thread must not
+ *       spin while it has nothing to do (it would take a CPU from the vCPUs for as long as it spins;
+ *       a short bounded poll for a reply its waiting vCPU needs is fine).</li>
+ *   <li>{@link #TRANSFER}: threads that move bulk memory the guest needs soon (a migration's push and
+ *       the destination's installer of pushed pages). They need far less CPU than the guest (about
+ *       0.1-0.3 CPU-seconds per GiB each here) but must get it when the data is there: nice -10.</li>
  * </ul>
  * Raising a priority needs CAP_SYS_NICE (root here) and, for SCHED_FIFO, a real-time budget in the
- * thread's cgroup; the result says what the thread got.
+ * thread's cgroup; a refused setting leaves the thread as it was, and {@link #applyAndDescribe}
+ * says so.
  */
-public enum ThreadPriority {
-    FAULT_PATH, TRANSFER;
+public record ThreadPriority(Policy policy, int value) {
+    public enum Policy { NORMAL, NICE, FIFO }
 
-    public static final int FIFO_PRIORITY = 10;
-    public static final int FAULT_NICE = -15;
-    public static final int TRANSFER_NICE = -10;
+    public static final ThreadPriority NORMAL = new ThreadPriority(Policy.NORMAL, 0);
+    public static final ThreadPriority FAULT_PATH = fifo(10);
+    public static final ThreadPriority TRANSFER = nice(-10);
 
-    /** What a thread got: a description such as "SCHED_FIFO 10" or "default (nice -10 refused: EPERM)". */
-    public record Applied(ThreadPriority asked, boolean raised, String description) {}
+    public ThreadPriority {
+        if (policy == Policy.FIFO && (value < 1 || value > 99)) throw new IllegalArgumentException("SCHED_FIFO priority is 1..99, got " + value);
+        if (policy == Policy.NICE && (value < -20 || value > 19)) throw new IllegalArgumentException("nice is -20..19, got " + value);
+        if (policy == Policy.NORMAL && value != 0) throw new IllegalArgumentException("normal scheduling takes no value, got " + value);
+    }
 
-    /** Applies this class to the calling thread; never throws for a refusal, says what happened instead. */
-    public Applied applyToCurrentThread() {
-        return switch (this) {
-            case FAULT_PATH -> {
-                int e = Libc.scheduleCurrentThread(Libc.SCHED_FIFO, FIFO_PRIORITY);
-                if (e == 0) yield new Applied(this, true, "SCHED_FIFO " + FIFO_PRIORITY);
-                int n = Libc.niceCurrentThread(FAULT_NICE);
-                if (n == 0) yield new Applied(this, true, "nice " + FAULT_NICE + " (SCHED_FIFO refused: " + Errno.name(e) + ")");
-                yield new Applied(this, false, "default (SCHED_FIFO refused: " + Errno.name(e) + ", nice " + FAULT_NICE + " refused: " + Errno.name(n) + ")");
-            }
-            case TRANSFER -> nice(TRANSFER_NICE);
+    public static ThreadPriority fifo(int priority) { return new ThreadPriority(Policy.FIFO, priority); }
+    public static ThreadPriority nice(int nice) { return new ThreadPriority(Policy.NICE, nice); }
+
+    /**
+     * Parses "normal", "nice:N" or "fifo:P" (command-line form).
+     * @throws IllegalArgumentException naming what is wrong
+     */
+    public static ThreadPriority parse(String text) {
+        String v = text.trim().toLowerCase(java.util.Locale.ROOT);
+        try {
+            if (v.equals("normal")) return NORMAL;
+            if (v.startsWith("nice:")) return nice(Integer.parseInt(v.substring(5)));
+            if (v.startsWith("fifo:")) return fifo(Integer.parseInt(v.substring(5)));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("'" + text + "': the number after the colon is not an integer");
+        }
+        throw new IllegalArgumentException("'" + text + "' is not normal, nice:N or fifo:P");
+    }
+
+    /** Applies this to the calling thread; returns 0 or the errno of the refusal (the thread is then unchanged). */
+    public int applyToCurrentThread() {
+        return switch (policy) {
+            case NORMAL -> 0;
+            case NICE -> Libc.niceCurrentThread(value);
+            case FIFO -> Libc.scheduleCurrentThread(Libc.SCHED_FIFO, value);
         };
     }
 
-    private Applied nice(int value) {
-        int e = Libc.niceCurrentThread(value);
-        return e == 0 ? new Applied(this, value < 0, "nice " + value) : new Applied(this, false, "default (nice " + value + " refused: " + Errno.name(e) + ")");
+    /** Applies this to the calling thread and says what it got: "SCHED_FIFO 10", or "normal (SCHED_FIFO 10 refused: EPERM)". */
+    public String applyAndDescribe() {
+        int errno = applyToCurrentThread();
+        return errno == 0 ? toString() : "normal (" + this + " refused: " + Errno.name(errno) + ")";
     }
 
     /** Puts the calling thread back to SCHED_OTHER at nice 0 (a thread that goes on with other work). */
     public static void resetCurrentThread() {
         Libc.scheduleCurrentThread(Libc.SCHED_OTHER, 0);
         Libc.niceCurrentThread(0);
+    }
+
+    @Override
+    public String toString() {
+        return switch (policy) {
+            case NORMAL -> "normal";
+            case NICE -> "nice " + value;
+            case FIFO -> "SCHED_FIFO " + value;
+        };
     }
 }

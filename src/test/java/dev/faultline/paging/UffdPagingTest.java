@@ -1,5 +1,6 @@
 package dev.faultline.paging;
 
+import dev.faultline.vmm.ThreadPriority;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -22,6 +23,8 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CyclicBarrier;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * userfaultfd delivery on guest RAM touched by plain host threads (they fault exactly as a vCPU's
@@ -48,10 +51,15 @@ class UffdPagingTest {
 
     static Setup start(long pages, GuestRam.Backing backing, PageSource source, Prefetch prefetch, UffdPager.Mode mode, int handlers, int vcpus,
                        boolean record) {
+        return start(pages, backing, source, prefetch, vcpus, record, new UffdPager.Config(mode, handlers, 0, false, List.of(), UffdPager.Pinning.NONE));
+    }
+
+    static Setup start(long pages, GuestRam.Backing backing, PageSource source, Prefetch prefetch, int vcpus, boolean record,
+                       UffdPager.Config config) {
         assumeUserfaultfd();
         GuestRam ram = GuestRam.allocate(BASE + pages * PAGE, backing);
         FaultCore core = new FaultCore(source, BASE, pages * PAGE, vcpus, prefetch, record);
-        UffdPager pager = new UffdPager(core, new UffdPager.Config(mode, handlers, 0, false, List.of(), UffdPager.Pinning.NONE));
+        UffdPager pager = new UffdPager(core, config);
         MemoryPreparer.Session s = pager.prepare(new MemoryPreparer.Context(null, ram, vcpus, reason -> {
             throw new AssertionError("a handler asked to stop the machine: " + reason);
         }));
@@ -254,11 +262,109 @@ class UffdPagingTest {
         }
     }
 
+    static UffdPager.Config waitingIn(UffdPager.Waiting waiting, int handlers) {
+        return new UffdPager.Config(UffdPager.Mode.MISSING, handlers, 0, false, List.of(), UffdPager.Pinning.NONE,
+                ThreadPriority.NORMAL, waiting);
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = UffdPager.Waiting.class, names = {"READ", "POLL"})
+    void shouldInstallEveryPageExactlyOnceWhetherHandlersSleepInReadOrInPoll(UffdPager.Waiting waiting) throws Exception {
+        long pages = 1024;
+        StampSource source = new StampSource(BASE, pages);
+        try (Setup s = start(pages, GuestRam.Backing.ANONYMOUS, source, Prefetch.NONE, 4, false, waitingIn(waiting, 2))) {
+            assertEquals(waiting == UffdPager.Waiting.READ, s.pager().config().sleepsInRead(Prefetch.NONE));
+            touchAll(s.ram().segment(), pages, 4);
+            s.session().close();
+            PagingStats stats = new PagingStats(s.core());
+            assertEquals(pages, stats.pagesInstalled(), "pages installed");
+            for (int p = 0; p < pages; p++) assertEquals(1, source.fills.get(p), "fills of page " + p);
+            assertStamped(s.ram().segment(), pages, 1);
+            assertNull(s.pager().failure());
+            for (FaultCore.Lane lane : s.core().lanes()) {
+                ThreadTimes t = lane.stats().threadTimes();
+                assertNotEquals(ThreadTimes.NONE, t, "the handler's scheduler times of " + lane.name());
+                assertTrue(t.cpuNanos() > 0 && t.switches() > 0, lane.name() + ": " + t);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = UffdPager.Waiting.class, names = {"READ", "POLL"})
+    void shouldStopHandlersThatNeverSawAFault(UffdPager.Waiting waiting) {
+        Setup s = start(16, GuestRam.Backing.ANONYMOUS, ZeroSource.INSTANCE, Prefetch.NONE, 1, false, waitingIn(waiting, 3));
+        assertTimeoutPreemptively(java.time.Duration.ofSeconds(20), s::close, "closing wakes each handler through its doorbell");
+        assertNull(s.pager().failure());
+        assertEquals(0, new PagingStats(s.core()).faults());
+    }
+
     @Test
-    void shouldFetchFreshDataAfterTheKernelDropsServedPages() throws Exception {
+    void shouldSleepInReadOnlyWhenAHandlerHasNothingButFaultsToDo() {
+        UffdPager.Config auto = new UffdPager.Config(UffdPager.Mode.MISSING, 1, 0, false, List.of(), UffdPager.Pinning.NONE);
+        assertTrue(auto.sleepsInRead(Prefetch.NONE));
+        assertTrue(auto.sleepsInRead(new Prefetch.Readahead(8, 64, 0)), "readahead done on the fault itself");
+        assertFalse(auto.sleepsInRead(new Prefetch.Readahead(8, 64, 512)), "background readahead needs turns between events");
+        assertFalse(auto.sleepsInRead(new Prefetch.Replay(WorkingSet.of(BASE), 16)));
+        UffdPager.Config spinning = new UffdPager.Config(UffdPager.Mode.MISSING, 1, 20_000, false, List.of(), UffdPager.Pinning.NONE);
+        assertFalse(spinning.sleepsInRead(Prefetch.NONE), "a spinning handler polls");
+        UffdPager.Config read = waitingIn(UffdPager.Waiting.READ, 1);
+        assertThrows(IllegalArgumentException.class, () -> read.sleepsInRead(new Prefetch.Readahead(8, 64, 512)));
+        assertThrows(IllegalArgumentException.class, () -> new UffdPager.Config(UffdPager.Mode.MISSING, 1, 20_000, false, List.of(),
+                UffdPager.Pinning.NONE, ThreadPriority.NORMAL, UffdPager.Waiting.READ));
+        IllegalArgumentException fifoSpin = assertThrows(IllegalArgumentException.class, () -> new UffdPager.Config(UffdPager.Mode.MISSING,
+                1, 20_000, false, List.of(), UffdPager.Pinning.NONE, ThreadPriority.fifo(10), UffdPager.Waiting.POLL));
+        assertTrue(fifoSpin.getMessage().contains("must not spin"), fifoSpin.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> ThreadPriority.fifo(0));
+        assertThrows(IllegalArgumentException.class, () -> ThreadPriority.nice(20));
+    }
+
+    @Test
+    void shouldRunHandlersUnderSchedFifoWhenAskedOrSayWhyNot() throws Exception {
+        long pages = 32;
+        UffdPager.Config fifo = new UffdPager.Config(UffdPager.Mode.MISSING, 2, 0, false, List.of(), UffdPager.Pinning.NONE,
+                ThreadPriority.fifo(10), UffdPager.Waiting.AUTO);
+        try (Setup s = start(pages, GuestRam.Backing.ANONYMOUS, new StampSource(BASE, pages), Prefetch.NONE, 1, false, fifo)) {
+            for (long p = 0; p < pages; p++) s.ram().segment().get(ValueLayout.JAVA_LONG, BASE + p * PAGE);  // both handlers have served
+            List<Integer> policies = handlerPolicies();
+            assertEquals(2, policies.size(), "two handler threads");
+            if (s.pager().schedulingRefused() == null) {
+                assertEquals(List.of(1, 1), policies, "SCHED_FIFO (1) in /proc/self/task/*/stat");
+            } else {
+                assertTrue(s.pager().schedulingRefused().startsWith("SCHED_FIFO 10: "), s.pager().schedulingRefused());
+                assertEquals(List.of(0, 0), policies, "refused: the handlers run normally");
+            }
+            s.session().close();
+            assertStamped(s.ram().segment(), pages, 1);
+        }
+    }
+
+    /** Scheduling policy (field 41 of /proc/self/task/TID/stat) of every live uffd handler thread. */
+    private static List<Integer> handlerPolicies() throws java.io.IOException {
+        List<Integer> out = new ArrayList<>();
+        try (var tasks = Files.list(Path.of("/proc/self/task"))) {
+            for (Path t : tasks.toList()) {
+                String comm;
+                String stat;
+                try {
+                    comm = Files.readString(t.resolve("comm")).strip();
+                    stat = Files.readString(t.resolve("stat"));
+                } catch (java.io.IOException gone) {
+                    continue;   // a thread that ended while we listed
+                }
+                if (!comm.startsWith("uffd-handler-")) continue;
+                String[] f = stat.substring(stat.lastIndexOf(')') + 2).trim().split("\\s+");
+                out.add(Integer.parseInt(f[41 - 3]));   // fields after "pid (comm)" start at field 3
+            }
+        }
+        return out;
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = UffdPager.Waiting.class, names = {"READ", "POLL"})
+    void shouldFetchFreshDataAfterTheKernelDropsServedPages(UffdPager.Waiting waiting) throws Exception {
         long pages = 64;
         StampSource source = new StampSource(BASE, pages);
-        try (Setup s = start(pages, GuestRam.Backing.ANONYMOUS, source, Prefetch.NONE, UffdPager.Mode.MISSING, 1, 1, false)) {
+        try (Setup s = start(pages, GuestRam.Backing.ANONYMOUS, source, Prefetch.NONE, 1, false, waitingIn(waiting, 1))) {
             MemorySegment ram = s.ram().segment();
             for (long p = 0; p < pages; p++) ram.get(ValueLayout.JAVA_LONG, BASE + p * PAGE);
             source.generation.set(2);

@@ -33,45 +33,49 @@ class ThreadPriorityTest {
 
     @Test
     void shouldReportWhatTheKernelAppliedForTheFaultPath() throws Exception {
-        Object[] r = onFreshThread(() -> new Object[] {ThreadPriority.FAULT_PATH.applyToCurrentThread(), Sched.current()});
-        ThreadPriority.Applied a = (ThreadPriority.Applied) r[0];
-        Sched s = (Sched) r[1];
-        if (a.description().startsWith("SCHED_FIFO")) {
-            assertEquals(new Sched(0, 1, ThreadPriority.FIFO_PRIORITY), s, a.description());
-            assertTrue(a.raised());
-        } else if (a.description().startsWith("nice")) {
-            assertEquals(new Sched(ThreadPriority.FAULT_NICE, 0, 0), s, a.description());
-            assertTrue(a.description().contains("SCHED_FIFO refused"), a.description());
+        Object[] r = onFreshThread(() -> new Object[] {ThreadPriority.FAULT_PATH.applyAndDescribe(), Sched.current()});
+        String got = (String) r[0];
+        if (got.equals("SCHED_FIFO 10")) {
+            assertEquals(new Sched(0, 1, 10), r[1], got);
         } else {
-            assertEquals(new Sched(0, 0, 0), s, a.description());
-            assertTrue(a.description().startsWith("default (SCHED_FIFO refused: "), a.description());
+            assertTrue(got.startsWith("normal (SCHED_FIFO 10 refused: "), got);
+            assertEquals(new Sched(0, 0, 0), r[1], got);
         }
     }
 
     @Test
     void shouldReportWhatTheKernelAppliedForTransfersAndResetAfterwards() throws Exception {
         Object[] r = onFreshThread(() -> {
-            ThreadPriority.Applied a = ThreadPriority.TRANSFER.applyToCurrentThread();
+            String got = ThreadPriority.TRANSFER.applyAndDescribe();
             Sched during = Sched.current();
             ThreadPriority.FAULT_PATH.applyToCurrentThread();
             ThreadPriority.resetCurrentThread();
-            return new Object[] {a, during, Sched.current()};
+            return new Object[] {got, during, Sched.current()};
         });
-        ThreadPriority.Applied a = (ThreadPriority.Applied) r[0];
-        if (a.raised()) {
-            assertEquals("nice " + ThreadPriority.TRANSFER_NICE, a.description());
-            assertEquals(new Sched(ThreadPriority.TRANSFER_NICE, 0, 0), r[1]);
+        String got = (String) r[0];
+        if (got.equals("nice -10")) {
+            assertEquals(new Sched(-10, 0, 0), r[1]);
         } else {
-            assertTrue(a.description().startsWith("default (nice -10 refused: "), a.description());
+            assertTrue(got.startsWith("normal (nice -10 refused: "), got);
             assertEquals(new Sched(0, 0, 0), r[1]);
         }
         assertEquals(new Sched(0, 0, 0), r[2], "after the reset");
     }
 
     @Test
-    void shouldRefuseASpinningFaultPathHandler() {
+    void shouldParseTheCommandLineFormAndRefuseNonsense() {
+        assertEquals(ThreadPriority.NORMAL, ThreadPriority.parse("normal"));
+        assertEquals(ThreadPriority.nice(-5), ThreadPriority.parse("nice:-5"));
+        assertEquals(ThreadPriority.fifo(10), ThreadPriority.parse(" FIFO:10 "));
+        for (String bad : new String[] {"fifo:0", "fifo:100", "nice:20", "nice:x", "rt:5", ""}) {
+            assertThrows(IllegalArgumentException.class, () -> ThreadPriority.parse(bad), bad);
+        }
+    }
+
+    @Test
+    void shouldRefuseASpinningFifoHandler() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new UffdPager.Config(UffdPager.Mode.MISSING, 1, 20_000,
-                false, List.of(), UffdPager.Pinning.NONE, ThreadPriority.FAULT_PATH));
+                false, List.of(), UffdPager.Pinning.NONE, ThreadPriority.FAULT_PATH, UffdPager.Waiting.POLL));
         assertTrue(e.getMessage().contains("must not spin"), e.getMessage());
     }
 }

@@ -4,8 +4,11 @@ import dev.faultline.guest.BootProtocol;
 import dev.faultline.paging.DemandPager;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.Installer;
+import dev.faultline.paging.Prefetch;
+import dev.faultline.paging.ThreadTimes;
 import dev.faultline.sys.HostMemory;
 import dev.faultline.sys.Libc;
+import dev.faultline.sys.UffdDoorbells;
 import dev.faultline.sys.Userfaultfd;
 import dev.faultline.vmm.GuestRam;
 import dev.faultline.vmm.MemoryFaultHandler;
@@ -36,33 +39,67 @@ public final class UffdPager implements DemandPager {
     public enum Pinning { NONE, PAIRED }
 
     /**
+     * Where an idle handler sleeps. {@link #READ}: in read() on a blocking userfaultfd, so a fault
+     * costs the handler two system calls (read, install) instead of three (poll, read, install);
+     * only for a handler with no background work and no spinning. {@link #POLL}: in poll() on a
+     * non-blocking one, between background prefetch steps and spinning. {@link #AUTO}: READ when
+     * the prefetch has no background work and the handler does not spin, else POLL.
+     */
+    public enum Waiting { AUTO, READ, POLL }
+
+    /**
      * @param spinNanos how long a handler spins on non-blocking reads after its last event before it
      *     sleeps in poll() (0: always sleep)
      * @param zeropage  map zero runs with UFFDIO_ZEROPAGE instead of copying zeros (MISSING only)
      * @param splitGpas where parts start after the first (page-aligned, increasing, inside the paged
      *     range), or empty for {@code handlers} equal parts
      * @param pinning   where handler and vCPU threads run
-     * @param handlerPriority the CPU priority handler threads take (null: the default); a
-     *     {@link ThreadPriority#FAULT_PATH} handler may run SCHED_FIFO and so must not spin while idle
+     * @param scheduling how handler threads are scheduled ({@link ThreadPriority#FAULT_PATH}: SCHED_FIFO, so a
+     *     handler woken behind busy vCPUs runs at once; never with spinning); if the kernel refuses it (EPERM)
+     *     the handlers run normally and {@link #schedulingRefused()} says why
+     * @param waiting   where an idle handler sleeps
      */
     public record Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning,
-                         ThreadPriority handlerPriority) {
-        public Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning) {
-            this(mode, handlers, spinNanos, zeropage, splitGpas, pinning, null);
-        }
-
+                         ThreadPriority scheduling, Waiting waiting) {
         public Config {
-            if (handlerPriority == ThreadPriority.FAULT_PATH && spinNanos > 0) {
-                throw new IllegalArgumentException("a fault-path handler may run SCHED_FIFO and must not spin while idle; got an idle spin of " + spinNanos + " ns");
-            }
             if (handlers < 1) throw new IllegalArgumentException("at least one handler thread is needed, got " + handlers);
             splitGpas = splitGpas == null ? List.of() : List.copyOf(splitGpas);
             if (pinning == null) pinning = Pinning.NONE;
+            if (scheduling == null) scheduling = ThreadPriority.NORMAL;
+            if (waiting == null) waiting = Waiting.AUTO;
+            if (waiting == Waiting.READ && spinNanos > 0) {
+                throw new IllegalArgumentException("a handler that sleeps in read() cannot spin: spin 0 or wait in poll()");
+            }
+            if (scheduling.policy() == ThreadPriority.Policy.FIFO && spinNanos > 0) {
+                throw new IllegalArgumentException("a SCHED_FIFO handler must not spin (it would starve the vCPU on its CPU): spin 0 or normal scheduling");
+            }
             if (!splitGpas.isEmpty() && splitGpas.size() != handlers - 1) {
                 throw new IllegalArgumentException(handlers + " handlers need " + (handlers - 1) + " split points, got " + splitGpas.size());
             }
         }
+
+        public Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning) {
+            this(mode, handlers, spinNanos, zeropage, splitGpas, pinning, ThreadPriority.NORMAL, Waiting.AUTO);
+        }
+
+        /** Whether handlers serving with {@code prefetch} sleep in read() (else in poll()). */
+        public boolean sleepsInRead(Prefetch prefetch) {
+            boolean background = prefetch instanceof Prefetch.Replay || prefetch instanceof Prefetch.Readahead r && r.aheadPages() > 0;
+            if (waiting == Waiting.READ && background) {
+                throw new IllegalArgumentException("a handler that sleeps in read() has no turn for background prefetch ("
+                        + Prefetch.describe(prefetch) + "): wait in poll()");
+            }
+            return waiting == Waiting.READ || waiting == Waiting.AUTO && spinNanos == 0 && !background;
+        }
     }
+
+    /**
+     * Why the handlers of the last run could not get {@link Config#scheduling} (e.g. "SCHED_FIFO 10:
+     * errno 1 (EPERM)"), or null when they got it.
+     */
+    public String schedulingRefused() { return schedulingRefused; }
+
+    private volatile String schedulingRefused;
 
     private final FaultCore core;
     private final Config config;
@@ -85,16 +122,22 @@ public final class UffdPager implements DemandPager {
         return e == null ? null : e.getMessage();
     }
 
-    /** What the handler threads of the last run got when they took {@link Config#handlerPriority} (empty without one). */
-    public List<ThreadPriority.Applied> handlerPriorities() {
-        return running == null ? List.of() : List.copyOf(running.priorities);
-    }
-
     /** The first failure of a handler thread in the last run (a source error, an unexpected errno), or null. */
     public RuntimeException failure() {
         if (running == null) return null;
         for (UffdHandler h : running.handlers) if (h.failure() != null) return h.failure();
         return null;
+    }
+
+    /**
+     * vCPU {@code index}'s thread in the last run, from its first entry to its last exit: CPU time (its
+     * share of every fault: the guest, KVM, the userfaultfd wait's switches), run-queue wait and switches.
+     * Read after the run; NONE when unknown.
+     */
+    public ThreadTimes vcpuThreadTimes(int index) {
+        if (running == null) return ThreadTimes.NONE;
+        ThreadTimes t = running.vcpuTimes[index];
+        return t == null ? ThreadTimes.NONE : t;
     }
 
     /**
@@ -166,54 +209,86 @@ public final class UffdPager implements DemandPager {
     private final class Running implements Session {
         private final Context context;
         private final AtomicIntegerArray vcpuTids;
+        private final ThreadTimes[] vcpuStart, vcpuTimes;
         private final List<Userfaultfd> uffds = new ArrayList<>();
         private final List<long[]> registered = new ArrayList<>();
         private final List<UffdHandler> handlers = new ArrayList<>();
         private final List<Thread> threads = new ArrayList<>();
-        private final List<ThreadPriority.Applied> priorities = new java.util.concurrent.CopyOnWriteArrayList<>();
         private HostMemory alias;
-        private int stopFd = -1;
+        private UffdDoorbells doorbells;
+        private boolean[] doorbellReleased;
         private boolean closed;
 
         Running(Context context) {
             this.context = context;
             this.vcpuTids = new AtomicIntegerArray(context.vcpus());
+            this.vcpuStart = new ThreadTimes[context.vcpus()];
+            this.vcpuTimes = new ThreadTimes[context.vcpus()];
+            java.util.Arrays.fill(vcpuTimes, ThreadTimes.NONE);
         }
 
         void start(HostMemory mem) {
-            stopFd = Libc.check(Libc.eventfd(0, Libc.EFD_CLOEXEC), "eventfd", "paging handler stop");
             boolean minor = config.mode() == Mode.MINOR;
+            boolean sleepInRead = config.sleepsInRead(core.prefetch());
             if (minor) alias = mem.alias();
             long features = Userfaultfd.FEATURE_THREAD_ID | Userfaultfd.FEATURE_EVENT_REMOVE
                     | (minor ? Userfaultfd.FEATURE_MISSING_SHMEM | Userfaultfd.FEATURE_MINOR_SHMEM : 0);
             long modes = minor ? Userfaultfd.REGISTER_MODE_MISSING | Userfaultfd.REGISTER_MODE_MINOR : Userfaultfd.REGISTER_MODE_MISSING;
             List<Long> b = boundaries();
             long hvaBase = mem.address();
+            doorbells = new UffdDoorbells(b.size() - 1);
+            doorbellReleased = new boolean[b.size() - 1];
             for (int i = 0; i + 1 < b.size(); i++) {
-                Userfaultfd u = Userfaultfd.open();
+                Userfaultfd u = Userfaultfd.open(sleepInRead);
                 uffds.add(u);
                 u.api(features);
                 long from = b.get(i), to = b.get(i + 1);
                 u.register(hvaBase + from, to - from, modes);
                 registered.add(new long[] {hvaBase + from, to - from});
+                u.register(doorbell(i), FaultCore.PAGE, Userfaultfd.REGISTER_MODE_MISSING);
                 Userfaultfd.Caller caller = new Userfaultfd.Caller();
                 Installer inst = minor ? new ContinueInstaller(u, caller, alias, hvaBase)
                         : new CopyInstaller(u, caller, core.prefetch().maxRunPages(), core.zeros(), hvaBase, config.zeropage());
                 FaultCore.Lane lane = core.newLane("uffd-" + i, from, to, inst);
-                handlers.add(new UffdHandler(u, caller, core, lane, hvaBase, stopFd, config.spinNanos(), vcpuTids, this::stopAfterFailure));
+                int part = i;
+                handlers.add(new UffdHandler(u, caller, core, lane, hvaBase, doorbell(i), () -> releaseDoorbell(part), sleepInRead,
+                        config.spinNanos(), vcpuTids, this::stopAfterFailure));
             }
+            schedulingRefused = null;
+            // Each handler sets itself up (pinning, scheduling, its starting times) before prepare() returns,
+            // so nothing that may allocate runs on a handler once vCPUs or other threads can fault.
+            java.util.concurrent.CountDownLatch ready = new java.util.concurrent.CountDownLatch(handlers.size());
             for (int i = 0; i < handlers.size(); i++) {
                 UffdHandler h = handlers.get(i);
                 int cpu = i % Runtime.getRuntime().availableProcessors();
-                boolean pinned = config.pinning() == Pinning.PAIRED;
-                ThreadPriority priority = config.handlerPriority();
-                Runnable body = !pinned && priority == null ? h : () -> {
-                    if (pinned) pin(cpu);
-                    if (priority != null) priorities.add(priority.applyToCurrentThread());
+                boolean paired = config.pinning() == Pinning.PAIRED;
+                Runnable body = () -> {
+                    try {
+                        if (paired) pin(cpu);
+                        int errno = config.scheduling().applyToCurrentThread();
+                        if (errno != 0) schedulingRefused = config.scheduling() + ": " + dev.faultline.sys.Errno.describe(errno);
+                        h.beforeServing();
+                    } finally {
+                        ready.countDown();
+                    }
                     h.run();
                 };
                 threads.add(Thread.ofPlatform().daemon().name("uffd-handler-" + i).start(body));
             }
+            try {
+                ready.await();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+
+        private long doorbell(int part) { return doorbells.address(part); }
+
+        /** Unregisters part {@code part}'s doorbell once, which releases a thread that rang it (the handler has stopped). */
+        private synchronized void releaseDoorbell(int part) {
+            if (doorbellReleased[part]) return;
+            doorbellReleased[part] = true;
+            uffds.get(part).unregister(doorbell(part), FaultCore.PAGE);
         }
 
         /**
@@ -247,6 +322,13 @@ public final class UffdPager implements DemandPager {
         public void vcpuThreadStarted(int index) {
             vcpuTids.set(index, Libc.gettid());
             if (config.pinning() == Pinning.PAIRED) pin(index % Runtime.getRuntime().availableProcessors());
+            vcpuStart[index] = ThreadTimes.ofCurrentThread();
+        }
+
+        @Override
+        public void vcpuThreadStopping(int index) {
+            ThreadTimes start = vcpuStart[index];
+            if (start != null) vcpuTimes[index] = ThreadTimes.ofCurrentThread().minus(start);
         }
 
         @Override
@@ -254,7 +336,8 @@ public final class UffdPager implements DemandPager {
             if (closed) return;
             closed = true;
             for (UffdHandler h : handlers) h.requestStop();
-            if (stopFd >= 0) UffdHandler.signal(stopFd);
+            // wake each handler through its doorbell; it stops and unregisters the doorbell, which lets ring() return
+            for (int i = 0; i < threads.size(); i++) if (threads.get(i).isAlive()) doorbells.ring(i);
             for (Thread t : threads) {
                 try {
                     t.join();
@@ -271,8 +354,8 @@ public final class UffdPager implements DemandPager {
                 }
             }
             for (Userfaultfd u : uffds) u.close();
+            if (doorbells != null) doorbells.close();
             if (alias != null) alias.close();
-            if (stopFd >= 0) Libc.close(stopFd);
         }
     }
 }
