@@ -58,7 +58,8 @@ final class DemoChart {
         List<String> xs = new ArrayList<>();
         List<Number> ys = new ArrayList<>();
         for (int i = 0; i < upper.size(); i++) {
-            xs.add(String.format("%.0f", ((Number) upper.get(i)).doubleValue()));
+            double u = ((Number) upper.get(i)).doubleValue();
+            xs.add(String.format(u < 10 ? "%.1f" : "%.0f", u)); // buckets grow by 1.5x: below 10 µs whole numbers repeat
             ys.add((Number) count.get(i));
         }
         if (xs.isEmpty()) {
