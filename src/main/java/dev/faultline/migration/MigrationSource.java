@@ -105,8 +105,8 @@ public final class MigrationSource {
         private volatile boolean switchedOver, finished;
         private final Map<String, Object> fig = new LinkedHashMap<>();
         private long precopyPages, discardPages, switchoverPages;
-        /** Thread name to the CPU priority it got (with {@link Options#priorities}). */
         private volatile long pushWallNanos, pushCpuNanos;
+        /** Thread name to the CPU priority it got (with {@link Options#priorities}). */
         private final Map<String, String> priorities = new java.util.concurrent.ConcurrentSkipListMap<>();
         private final org.HdrHistogram.Histogram serviceNanos = new org.HdrHistogram.Histogram(dev.faultline.paging.LaneStats.MAX_NANOS, 3);
 
