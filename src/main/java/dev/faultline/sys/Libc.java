@@ -77,6 +77,7 @@ public final class Libc {
     private static final class FnSyscall1 { static final MethodHandle H = capturingVariadic("syscall", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG), 1); }
     private static final class FnGettid { static final MethodHandle H = plain("gettid", FunctionDescriptor.of(C_INT)); }
     private static final class FnSetpriority { static final MethodHandle H = capturing("setpriority", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT)); }
+    private static final class FnMemcpy { static final MethodHandle H = plain("memcpy", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG)); }
     private static final class FnSchedSetscheduler { static final MethodHandle H = capturing("sched_setscheduler", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_PTR)); }
     private static final class FnSchedSetaffinity { static final MethodHandle H = capturing("sched_setaffinity", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_PTR)); }
     private static final class FnGetpid { static final MethodHandle H = plain("getpid", FunctionDescriptor.of(C_INT)); }
@@ -231,6 +232,32 @@ public final class Libc {
             MemorySegment capture = errnoSegment();
             int r = (int) FnSetpriority.H.invokeExact(capture, 0, gettid(), nice);
             return r == 0 ? 0 : errno(capture);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    private static final ThreadLocal<MemorySegment> LOAD_BUFFER = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(8, 8));
+
+    /**
+     * Reads the 8 bytes at {@code address} with memcpy, in native code. A thread whose read faults
+     * there and waits (a userfaultfd-registered page) waits in native state, where the JVM does not
+     * need it for a safepoint; a Java load that waits in a fault would hold every safepoint (and so
+     * any garbage collection) until the page comes, which deadlocks if the thread that brings it
+     * needs one. For host threads that touch registered guest RAM (tests); vCPUs wait in KVM_RUN.
+     */
+    public static long loadLongInNative(long address) {
+        MemorySegment buf = LOAD_BUFFER.get();
+        try {
+            long dst = (long) FnMemcpy.H.invokeExact(buf.address(), address, 8L);
+        } catch (Throwable t) { throw rethrow(t); }
+        return buf.get(ValueLayout.JAVA_LONG, 0);
+    }
+
+    /** Writes {@code value} to the 8 bytes at {@code address} with memcpy, in native code (see {@link #loadLongInNative}). */
+    public static void storeLongInNative(long address, long value) {
+        MemorySegment buf = LOAD_BUFFER.get();
+        buf.set(ValueLayout.JAVA_LONG, 0, value);
+        try {
+            long dst = (long) FnMemcpy.H.invokeExact(address, buf.address(), 8L);
         } catch (Throwable t) { throw rethrow(t); }
     }
 

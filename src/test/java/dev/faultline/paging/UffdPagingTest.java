@@ -1,5 +1,6 @@
 package dev.faultline.paging;
 
+import dev.faultline.sys.Libc;
 import dev.faultline.vmm.ThreadPriority;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -10,7 +11,6 @@ import dev.faultline.sys.Userfaultfd;
 import dev.faultline.vmm.GuestRam;
 import dev.faultline.vmm.MemoryPreparer;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
@@ -66,6 +66,15 @@ class UffdPagingTest {
         return new Setup(ram, core, pager, s);
     }
 
+    /**
+     * Reads a word of registered RAM the way a vCPU would wait for it: from native code
+     * ({@link Libc#loadLongInNative}), so a thread waiting in a userfault never holds up a safepoint.
+     */
+    static long load(MemorySegment ram, long offset) {
+        if (offset < 0 || offset + 8 > ram.byteSize()) throw new IndexOutOfBoundsException(offset);
+        return Libc.loadLongInNative(ram.address() + offset);
+    }
+
     /** Threads each read one word of every page, in their own order, all starting at once. */
     static void touchAll(MemorySegment ram, long pages, int threads) throws Exception {
         CyclicBarrier go = new CyclicBarrier(threads);
@@ -79,7 +88,7 @@ class UffdPagingTest {
                     long sink = 0;
                     for (long i = 0; i < pages; i++) {
                         long p = (v % 2 == 0) ? (i * (2 * v + 1)) % pages : pages - 1 - i;
-                        sink += ram.get(ValueLayout.JAVA_LONG, BASE + p * PAGE + 8L * v);
+                        sink += load(ram, BASE + p * PAGE + 8L * v);
                     }
                     if (sink == 42) System.out.print("");
                 } catch (Throwable e) {
@@ -96,7 +105,7 @@ class UffdPagingTest {
             long gpa = BASE + p * PAGE;
             for (long off = 0; off < PAGE; off += 8) {
                 long want = StampSource.word(gpa, off, generation);
-                long have = ram.get(ValueLayout.JAVA_LONG, gpa + off);
+                long have = load(ram, gpa + off);
                 if (want != have) fail(String.format("word at gpa 0x%x: expected 0x%x, found 0x%x", gpa + off, want, have));
             }
         }
@@ -194,7 +203,7 @@ class UffdPagingTest {
         Prefetch ra = new Prefetch.Readahead(8, 64, 0);
         StampSource source = new StampSource(BASE, pages);
         try (Setup s = start(pages, GuestRam.Backing.ANONYMOUS, source, ra, UffdPager.Mode.MISSING, 1, 1, false)) {
-            assertEquals(StampSource.word(BASE + 100 * PAGE, 0, 1), s.ram().segment().get(ValueLayout.JAVA_LONG, BASE + 100 * PAGE));
+            assertEquals(StampSource.word(BASE + 100 * PAGE, 0, 1), load(s.ram().segment(), BASE + 100 * PAGE));
             s.session().close(); // the handler has finished: its page states are final
             for (long p = 100; p < 108; p++) assertTrue(s.core().states().isPresent(p), "page " + p + " installed by the first fault");
             assertFalse(s.core().states().isPresent(108), "the window of a first fault is 8 pages");
@@ -213,7 +222,7 @@ class UffdPagingTest {
         long pages = 1024;
         StampSource source = new StampSource(BASE, pages);
         try (Setup s = start(pages, GuestRam.Backing.ANONYMOUS, source, new Prefetch.Readahead(8, 64, 0), UffdPager.Mode.MISSING, 1, 1, false)) {
-            for (long p = 0; p < pages; p++) s.ram().segment().get(ValueLayout.JAVA_LONG, BASE + p * PAGE);
+            for (long p = 0; p < pages; p++) load(s.ram().segment(), BASE + p * PAGE);
             s.session().close();
             PagingStats stats = new PagingStats(s.core());
             assertEquals(pages, stats.pagesInstalled());
@@ -228,8 +237,8 @@ class UffdPagingTest {
         long pages = 64;
         long[] order = {5, 3, 60, 61, 62, 0, 17};
         try (Setup s = start(pages, GuestRam.Backing.ANONYMOUS, new StampSource(BASE, pages), Prefetch.NONE, UffdPager.Mode.MISSING, 1, 1, true)) {
-            for (long p : order) s.ram().segment().get(ValueLayout.JAVA_LONG, BASE + p * PAGE);
-            s.ram().segment().get(ValueLayout.JAVA_LONG, BASE + 5 * PAGE + 8); // a second touch is not a first touch
+            for (long p : order) load(s.ram().segment(), BASE + p * PAGE);
+            load(s.ram().segment(), BASE + 5 * PAGE + 8); // a second touch is not a first touch
             s.session().close();
             WorkingSet ws = s.core().recordedWorkingSet();
             long[] gpas = new long[order.length];
@@ -254,7 +263,7 @@ class UffdPagingTest {
             while (!s.core().states().isPresent(100) && System.nanoTime() < deadline) Thread.sleep(1);
             for (long p : new long[] {7, 8, 9, 100}) assertTrue(s.core().states().isPresent(p), "page " + p + " prefetched");
             assertFalse(s.core().states().isPresent(10), "only the working set is prefetched");
-            assertEquals(StampSource.word(BASE + 8 * PAGE, 16, 1), s.ram().segment().get(ValueLayout.JAVA_LONG, BASE + 8 * PAGE + 16));
+            assertEquals(StampSource.word(BASE + 8 * PAGE, 16, 1), load(s.ram().segment(), BASE + 8 * PAGE + 16));
             s.session().close();
             PagingStats stats = new PagingStats(s.core());
             assertEquals(4, stats.prefetchPages());
@@ -324,7 +333,7 @@ class UffdPagingTest {
         UffdPager.Config fifo = new UffdPager.Config(UffdPager.Mode.MISSING, 2, 0, false, List.of(), UffdPager.Pinning.NONE,
                 ThreadPriority.fifo(10), UffdPager.Waiting.AUTO);
         try (Setup s = start(pages, GuestRam.Backing.ANONYMOUS, new StampSource(BASE, pages), Prefetch.NONE, 1, false, fifo)) {
-            for (long p = 0; p < pages; p++) s.ram().segment().get(ValueLayout.JAVA_LONG, BASE + p * PAGE);  // both handlers have served
+            for (long p = 0; p < pages; p++) load(s.ram().segment(), BASE + p * PAGE);  // both handlers have served
             List<Integer> policies = handlerPolicies();
             assertEquals(2, policies.size(), "two handler threads");
             if (s.pager().schedulingRefused() == null) {
@@ -366,14 +375,14 @@ class UffdPagingTest {
         StampSource source = new StampSource(BASE, pages);
         try (Setup s = start(pages, GuestRam.Backing.ANONYMOUS, source, Prefetch.NONE, 1, false, waitingIn(waiting, 1))) {
             MemorySegment ram = s.ram().segment();
-            for (long p = 0; p < pages; p++) ram.get(ValueLayout.JAVA_LONG, BASE + p * PAGE);
+            for (long p = 0; p < pages; p++) load(ram, BASE + p * PAGE);
             source.generation.set(2);
             s.ram().memory().discard(BASE + 16 * PAGE, 8 * PAGE); // MADV_DONTNEED: a REMOVE event, handled before madvise returns
-            for (long p = 0; p < pages; p++) ram.get(ValueLayout.JAVA_LONG, BASE + p * PAGE);
+            for (long p = 0; p < pages; p++) load(ram, BASE + p * PAGE);
             s.session().close();
             for (long p = 0; p < pages; p++) {
                 int gen = p >= 16 && p < 24 ? 2 : 1;
-                assertEquals(StampSource.word(BASE + p * PAGE, 64, gen), ram.get(ValueLayout.JAVA_LONG, BASE + p * PAGE + 64), "page " + p);
+                assertEquals(StampSource.word(BASE + p * PAGE, 64, gen), load(ram, BASE + p * PAGE + 64), "page " + p);
                 assertEquals(gen, source.fills.get((int) p), "fills of page " + p);
             }
             PagingStats stats = new PagingStats(s.core());

@@ -80,7 +80,7 @@ class UserfaultfdTest {
             AtomicInteger toucherTid = new AtomicInteger();
             Thread toucher = Thread.ofPlatform().start(() -> {
                 toucherTid.set(Libc.gettid());
-                seen.set(mem.segment().get(ValueLayout.JAVA_LONG, 3 * PAGE + 16));
+                seen.set(Libc.loadLongInNative(mem.address() + 3 * PAGE + 16)); // from native: safepoint-safe while it waits
             });
             Userfaultfd.Caller c = new Userfaultfd.Caller();
             UffdEvents events = new UffdEvents(4);
@@ -110,14 +110,14 @@ class UserfaultfdTest {
             UffdEvents events = new UffdEvents(4);
 
             AtomicLong seen = new AtomicLong(-1);
-            Thread reader = Thread.ofPlatform().start(() -> seen.set(mem.segment().get(ValueLayout.JAVA_LONG, PAGE)));
+            Thread reader = Thread.ofPlatform().start(() -> seen.set(Libc.loadLongInNative(mem.address() + PAGE)));
             awaitEvents(uffd, c, events);
             assertEquals(mem.address() + PAGE, events.pagefaultAddress(0));
             assertEquals(PAGE, uffd.zeropage(c, mem.address() + PAGE, PAGE, 0));
             reader.join();
             assertEquals(0, seen.get());
 
-            Thread writer = Thread.ofPlatform().start(() -> mem.segment().set(ValueLayout.JAVA_LONG, 2 * PAGE + 8, 99));
+            Thread writer = Thread.ofPlatform().start(() -> Libc.storeLongInNative(mem.address() + 2 * PAGE + 8, 99));
             awaitEvents(uffd, c, events);
             assertEquals(Userfaultfd.EVENT_PAGEFAULT, events.event(0));
             assertNotEquals(0, events.pagefaultFlags(0) & Userfaultfd.PAGEFAULT_FLAG_WRITE, "a write fault");
@@ -138,7 +138,7 @@ class UserfaultfdTest {
             Userfaultfd.Caller c = new Userfaultfd.Caller();
             UffdEvents events = new UffdEvents(4);
             AtomicLong seen = new AtomicLong(-1);
-            Thread reader = Thread.ofPlatform().start(() -> seen.set(mem.segment().get(ValueLayout.JAVA_LONG, 0)));
+            Thread reader = Thread.ofPlatform().start(() -> seen.set(Libc.loadLongInNative(mem.address())));
             awaitEvents(uffd, c, events);
             assertEquals(PAGE, uffd.zeropage(c, mem.address(), PAGE, Userfaultfd.MODE_DONTWAKE));
             uffd.wake(c, mem.address(), PAGE);
@@ -162,7 +162,7 @@ class UserfaultfdTest {
             Userfaultfd.Caller c = new Userfaultfd.Caller();
             UffdEvents events = new UffdEvents(4);
             AtomicLong seen = new AtomicLong(-1);
-            Thread reader = Thread.ofPlatform().start(() -> seen.set(mem.segment().get(ValueLayout.JAVA_LONG, 2 * PAGE)));
+            Thread reader = Thread.ofPlatform().start(() -> seen.set(Libc.loadLongInNative(mem.address() + 2 * PAGE)));
             awaitEvents(uffd, c, events);
             assertEquals(Userfaultfd.EVENT_PAGEFAULT, events.event(0));
             assertNotEquals(0, events.pagefaultFlags(0) & Userfaultfd.PAGEFAULT_FLAG_MINOR, "a minor fault");
