@@ -244,9 +244,7 @@ class SnapshotRestoreTest {
         refSnapshot(dir);
         Path mem = dir.resolve(SnapshotFormat.MEMORY_FILE);
         long len = Files.size(mem);
-        try (RandomAccessFile f = new RandomAccessFile(mem.toFile(), "rw")) {
-            f.setLength(len - 4096);
-        }
+        shorten(mem, 4096);
         String m = refused(dir, counting("eager"));
         assertTrue(m.contains("memory.bin") && m.contains((len - 4096) + " bytes") && m.contains(String.valueOf(len)) && m.contains("truncated"), m);
     }
@@ -320,9 +318,7 @@ class SnapshotRestoreTest {
         refSnapshot(dir);
         Path table = dir.resolve(SnapshotFormat.CHUNK_TABLE_FILE);
         long len = Files.size(table);
-        try (RandomAccessFile f = new RandomAccessFile(table.toFile(), "rw")) {
-            f.setLength(len - ChunkTable.ENTRY_BYTES);
-        }
+        shorten(table, ChunkTable.ENTRY_BYTES);
         String m = refused(dir, counting("lazy"));
         assertTrue(m.contains("chunks.bin has " + (len - ChunkTable.ENTRY_BYTES) + " bytes") && m.contains(String.valueOf(len)) && m.contains("truncated"), m);
     }
@@ -474,6 +470,13 @@ class SnapshotRestoreTest {
             List<ChunkTable.Chunk> out = new java.util.ArrayList<>();
             for (int i = 0; i < s.chunkTable().count(); i++) out.add(s.chunkTable().chunk(i));
             return out;
+        }
+    }
+
+    /** Cuts the last {@code bytes} bytes off {@code file} (a truncated write). */
+    static void shorten(Path file, long bytes) throws Exception {
+        try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
+            f.setLength(f.length() - bytes);
         }
     }
 
