@@ -17,7 +17,7 @@ public final class Pages {
     public static final int PAGE = Protocol.PAGE;
     private static final ThreadLocal<CRC32C> CRC = ThreadLocal.withInitial(CRC32C::new);
     private static final MemorySegment ZERO_PAGE = Arena.global().allocate(PAGE, PAGE);
-    private static final int ZERO_PAGE_CRC = crc(new byte[PAGE], 0);
+    private static final int ZERO_PAGE_CRC = crc(ByteBuffer.wrap(new byte[PAGE]), 0);
 
     public static boolean isZero(MemorySegment ram, long gpa) {
         return MemorySegment.mismatch(ram, gpa, gpa + PAGE, ZERO_PAGE, 0, PAGE) == -1;
@@ -57,14 +57,6 @@ public final class Pages {
         Messages.pagesHeader(b, new Messages.PagesHeader(gpa, count, purpose, requestId, mask));
         b.position(end);
         return data;
-    }
-
-    /** CRC32C of one page in a byte array. */
-    public static int crc(byte[] a, int off) {
-        CRC32C c = CRC.get();
-        c.reset();
-        c.update(a, off, PAGE);
-        return (int) c.getValue();
     }
 
     /**

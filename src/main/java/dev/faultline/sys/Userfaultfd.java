@@ -224,24 +224,26 @@ public final class Userfaultfd implements AutoCloseable {
 
     /** UFFDIO_ZEROPAGE on [start, start+len): results as {@link #copy}. */
     public long zeropage(Caller c, long start, long len, long mode) {
+        return rangeIoctl(c, UFFDIO_ZEROPAGE, "UFFDIO_ZEROPAGE", start, len, mode);
+    }
+
+    /** UFFDIO_CONTINUE (MINOR mode): maps the page-cache pages of [start, start+len). Results as {@link #copy}. */
+    public long continueMapping(Caller c, long start, long len, long mode) {
+        return rangeIoctl(c, UFFDIO_CONTINUE, "UFFDIO_CONTINUE", start, len, mode);
+    }
+
+    /**
+     * The ioctls whose argument is a range, a mode and the bytes done: struct uffdio_zeropage and
+     * struct uffdio_continue have the same layout (checked in LayoutsTest).
+     */
+    private long rangeIoctl(Caller c, long request, String name, long start, long len, long mode) {
         MemorySegment s = c.scratch;
         s.set(ValueLayout.JAVA_LONG, UffdioZeropageLayout.RANGE_START, start);
         s.set(ValueLayout.JAVA_LONG, UffdioZeropageLayout.RANGE_LEN, len);
         s.set(ValueLayout.JAVA_LONG, UffdioZeropageLayout.MODE, mode);
         s.set(ValueLayout.JAVA_LONG, UffdioZeropageLayout.ZEROPAGE, 0);
-        int ret = Libc.ioctl(c.capture, fd, UFFDIO_ZEROPAGE, s.address());
-        return result(c, ret, s.get(ValueLayout.JAVA_LONG, UffdioZeropageLayout.ZEROPAGE), "UFFDIO_ZEROPAGE", start, len);
-    }
-
-    /** UFFDIO_CONTINUE (MINOR mode): maps the page-cache pages of [start, start+len). Results as {@link #copy}. */
-    public long continueMapping(Caller c, long start, long len, long mode) {
-        MemorySegment s = c.scratch;
-        s.set(ValueLayout.JAVA_LONG, UffdioContinueLayout.RANGE_START, start);
-        s.set(ValueLayout.JAVA_LONG, UffdioContinueLayout.RANGE_LEN, len);
-        s.set(ValueLayout.JAVA_LONG, UffdioContinueLayout.MODE, mode);
-        s.set(ValueLayout.JAVA_LONG, UffdioContinueLayout.MAPPED, 0);
-        int ret = Libc.ioctl(c.capture, fd, UFFDIO_CONTINUE, s.address());
-        return result(c, ret, s.get(ValueLayout.JAVA_LONG, UffdioContinueLayout.MAPPED), "UFFDIO_CONTINUE", start, len);
+        int ret = Libc.ioctl(c.capture, fd, request, s.address());
+        return result(c, ret, s.get(ValueLayout.JAVA_LONG, UffdioZeropageLayout.ZEROPAGE), name, start, len);
     }
 
     /** UFFDIO_WAKE: wakes threads waiting on faults in [start, start+len). */

@@ -44,6 +44,11 @@ class LayoutsTest {
         assertEquals(40, UffdioCopyLayout.SIZE);
         assertEquals(32, UffdioZeropageLayout.SIZE);
         assertEquals(32, UffdioContinueLayout.SIZE);
+        // Userfaultfd serves UFFDIO_ZEROPAGE and UFFDIO_CONTINUE with one layout
+        assertEquals(UffdioZeropageLayout.RANGE_START, UffdioContinueLayout.RANGE_START);
+        assertEquals(UffdioZeropageLayout.RANGE_LEN, UffdioContinueLayout.RANGE_LEN);
+        assertEquals(UffdioZeropageLayout.MODE, UffdioContinueLayout.MODE);
+        assertEquals(UffdioZeropageLayout.ZEROPAGE, UffdioContinueLayout.MAPPED);
         assertEquals(32, UffdMsgLayout.SIZE);
         assertEquals(16, UffdMsgLayout.PAGEFAULT_ADDRESS);
     }
