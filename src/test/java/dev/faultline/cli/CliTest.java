@@ -95,4 +95,26 @@ class CliTest {
         assertEquals(0, o.code());
         for (String c : new String[] {"demo", "caps", "run", "conform", "bench"}) assertTrue(o.out().contains(c), c + " in " + o.out());
     }
+
+    @Test
+    void shouldBuildOnlyTheCommandThatIsNamed() {
+        assertEquals(java.util.Set.of("restore"), Main.commandLine("restore").getSubcommands().keySet());
+        assertEquals(java.util.Set.of("demo", "migrate", "caps", "run", "scenario", "conform", "bench", "snapshot", "restore", "help"),
+                Main.commandLine(null).getSubcommands().keySet());
+        assertEquals(Main.commandLine(null).getSubcommands().keySet(), Main.commandLine("--help").getSubcommands().keySet());
+        assertEquals(Main.commandLine(null).getSubcommands().keySet(), Main.commandLine("restor").getSubcommands().keySet());
+    }
+
+    @Test
+    void shouldStillHelpWithACommandAndSuggestForAMisspeltOne() {
+        CliCapture.Outcome h = cli("help", "restore");
+        assertEquals(0, h.code(), h.err());
+        assertTrue(h.out().contains("--lazy"), h.out());
+        CliCapture.Outcome r = cli("restore", "--help");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("--lazy"), r.out());
+        CliCapture.Outcome m = cli("restor", "/tmp");
+        assertEquals(2, m.code());
+        assertTrue(m.err().contains("restore"), m.err());
+    }
 }
