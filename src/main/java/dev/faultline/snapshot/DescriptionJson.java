@@ -1,10 +1,15 @@
 package dev.faultline.snapshot;
 
+import com.fasterxml.jackson.core.JsonFactory;
+import com.fasterxml.jackson.core.JsonParseException;
+import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.faultline.guest.workload.WorkloadParams;
 import dev.faultline.hv.DescriptorTable;
@@ -24,21 +29,26 @@ import java.util.List;
 public final class DescriptionJson {
     private DescriptionJson() {}
 
-    private static final ObjectMapper MAPPER = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    /** Writing only: an ObjectMapper costs about 40 ms to make in a cold JVM, on a restore's path (see {@link #readTree}). */
+    private static final class Writer {
+        static final ObjectMapper MAPPER = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    }
+    private static final JsonNodeFactory NODES = JsonNodeFactory.instance;
+    private static final JsonFactory PARSERS = new JsonFactory();
     static final String[] SEGMENTS = {"cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt"};
 
     // ---- writing ------------------------------------------------------------------------------
 
     public static byte[] toBytes(SnapshotDescription d) {
         try {
-            return MAPPER.writeValueAsBytes(toTree(d));
+            return Writer.MAPPER.writeValueAsBytes(toTree(d));
         } catch (JsonProcessingException e) {
             throw new IllegalStateException("cannot render the snapshot description: " + e.getMessage(), e);
         }
     }
 
     static ObjectNode toTree(SnapshotDescription d) {
-        ObjectNode o = MAPPER.createObjectNode();
+        ObjectNode o = NODES.objectNode();
         o.put("format", SnapshotFormat.FORMAT);
         o.put("version", d.version());
         o.put("backend", d.backend());
@@ -101,7 +111,7 @@ public final class DescriptionJson {
     }
 
     private static ObjectNode guest(SnapshotDescription.Guest g) {
-        ObjectNode o = MAPPER.createObjectNode();
+        ObjectNode o = NODES.objectNode();
         if (g.isWorkload()) {
             o.put("workload", g.workload());
             WorkloadParams p = g.params();
@@ -123,13 +133,13 @@ public final class DescriptionJson {
     }
 
     static ObjectNode regs(Regs r) {
-        ObjectNode o = MAPPER.createObjectNode();
+        ObjectNode o = NODES.objectNode();
         for (String n : Regs.REPORT_ORDER) o.put(n, hex(r.byName(n)));
         return o;
     }
 
     static ObjectNode sregs(Sregs s) {
-        ObjectNode o = MAPPER.createObjectNode();
+        ObjectNode o = NODES.objectNode();
         Segment[] segs = {s.cs(), s.ds(), s.es(), s.fs(), s.gs(), s.ss(), s.tr(), s.ldt()};
         for (int i = 0; i < SEGMENTS.length; i++) o.set(SEGMENTS[i], segment(segs[i]));
         o.set("gdt", table(s.gdt()));
@@ -145,7 +155,7 @@ public final class DescriptionJson {
     }
 
     private static ObjectNode segment(Segment g) {
-        ObjectNode o = MAPPER.createObjectNode();
+        ObjectNode o = NODES.objectNode();
         o.put("base", hex(g.base()));
         o.put("limit", hex(g.limit() & 0xffffffffL));
         o.put("selector", g.selector());
@@ -162,7 +172,7 @@ public final class DescriptionJson {
     }
 
     private static ObjectNode table(DescriptorTable t) {
-        ObjectNode o = MAPPER.createObjectNode();
+        ObjectNode o = NODES.objectNode();
         o.put("base", hex(t.base()));
         o.put("limit", hex(t.limit()));
         return o;
@@ -175,6 +185,52 @@ public final class DescriptionJson {
     // ---- reading ------------------------------------------------------------------------------
 
     /**
+     * The JSON document in {@code json} as a tree, as {@code ObjectMapper.readTree} builds it (ints,
+     * longs and big integers by size, doubles, the last of duplicate keys), but straight from
+     * jackson-core's streaming parser: no ObjectMapper is made on a restore's path. Null for an empty
+     * document.
+     */
+    static JsonNode readTree(byte[] json) throws IOException {
+        try (JsonParser p = PARSERS.createParser(json)) {
+            JsonToken first = p.nextToken();
+            if (first == null) return null;
+            JsonNode root = value(p, first);
+            JsonToken after = p.nextToken();
+            if (after != null) throw new JsonParseException(p, "unexpected " + after + " after the end of the document");
+            return root;
+        }
+    }
+
+    private static JsonNode value(JsonParser p, JsonToken t) throws IOException {
+        return switch (t) {
+            case START_OBJECT -> {
+                ObjectNode o = NODES.objectNode();
+                for (JsonToken k = p.nextToken(); k != JsonToken.END_OBJECT; k = p.nextToken()) {
+                    String name = p.currentName();
+                    o.set(name, value(p, p.nextToken()));
+                }
+                yield o;
+            }
+            case START_ARRAY -> {
+                ArrayNode a = NODES.arrayNode();
+                for (JsonToken e = p.nextToken(); e != JsonToken.END_ARRAY; e = p.nextToken()) a.add(value(p, e));
+                yield a;
+            }
+            case VALUE_STRING -> NODES.textNode(p.getText());
+            case VALUE_NUMBER_INT -> switch (p.getNumberType()) {
+                case INT -> NODES.numberNode(p.getIntValue());
+                case LONG -> NODES.numberNode(p.getLongValue());
+                default -> NODES.numberNode(p.getBigIntegerValue());
+            };
+            case VALUE_NUMBER_FLOAT -> NODES.numberNode(p.getDoubleValue());
+            case VALUE_TRUE -> NODES.booleanNode(true);
+            case VALUE_FALSE -> NODES.booleanNode(false);
+            case VALUE_NULL -> NODES.nullNode();
+            default -> throw new JsonParseException(p, "unexpected " + t);
+        };
+    }
+
+    /**
      * Parses a description. Checks shape and types only (every field present, of its type); what the
      * values must satisfy is {@link SnapshotValidator}'s job.
      * @throws SnapshotException naming {@code file} and the JSON path at fault
@@ -182,7 +238,7 @@ public final class DescriptionJson {
     public static SnapshotDescription parse(String file, byte[] json) {
         JsonNode root;
         try {
-            root = MAPPER.readTree(json);
+            root = readTree(json);
         } catch (IOException e) {
             String m = e.getMessage() == null ? e.toString() : e.getMessage().lines().findFirst().orElse("");
             throw new SnapshotException(file + " is not valid JSON: " + m, e);

@@ -39,55 +39,51 @@ public final class Libc {
     public static final int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000;
     public static final long MAP_FAILED = -1L;
 
-    private static MethodHandle capturing(String name, FunctionDescriptor fd) {
-        return LINKER.downcallHandle(LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError(name)), fd, CAPTURE);
-    }
-
-    private static MethodHandle capturingVariadic(String name, FunctionDescriptor fd, int firstVariadic) {
-        return LINKER.downcallHandle(LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError(name)), fd,
-                CAPTURE, Linker.Option.firstVariadicArg(firstVariadic));
-    }
-
     private static final ValueLayout.OfInt C_INT = ValueLayout.JAVA_INT;
     private static final ValueLayout.OfLong C_LONG = ValueLayout.JAVA_LONG;
-    private static final java.lang.foreign.AddressLayout C_PTR = ValueLayout.ADDRESS;
 
-    private static MethodHandle plain(String name, FunctionDescriptor fd) {
-        return LINKER.downcallHandle(LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError(name)), fd);
+    private static MethodHandle link(String name, FunctionDescriptor fd, Linker.Option... options) {
+        return LINKER.downcallHandle(LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError(name)), fd, options);
     }
 
-    // One holder class per C function: its downcall is linked when first used. Linking costs several
-    // milliseconds per function in a cold JVM (about 0.3 s for all of them at once), and a command
-    // uses a handful of them before its first guest instruction.
-    private static final class FnOpen { static final MethodHandle H = capturingVariadic("open", FunctionDescriptor.of(C_INT, C_PTR, C_INT, C_INT), 2); }
-    private static final class FnClose { static final MethodHandle H = capturing("close", FunctionDescriptor.of(C_INT, C_INT)); }
-    private static final class FnRead { static final MethodHandle H = capturing("read", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG)); }
-    private static final class FnWrite { static final MethodHandle H = capturing("write", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG)); }
-    private static final class FnPread { static final MethodHandle H = capturing("pread", FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_LONG, C_LONG)); }
-    private static final class FnIoctl { static final MethodHandle H = capturingVariadic("ioctl", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), 2); }
-    private static final class FnMmap { static final MethodHandle H = capturing("mmap", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_INT, C_INT, C_INT, C_LONG)); }
-    private static final class FnMunmap { static final MethodHandle H = capturing("munmap", FunctionDescriptor.of(C_INT, C_LONG, C_LONG)); }
-    private static final class FnMadvise { static final MethodHandle H = capturing("madvise", FunctionDescriptor.of(C_INT, C_LONG, C_LONG, C_INT)); }
-    private static final class FnMprotect { static final MethodHandle H = capturing("mprotect", FunctionDescriptor.of(C_INT, C_LONG, C_LONG, C_INT)); }
-    private static final class FnMemfdCreate { static final MethodHandle H = capturing("memfd_create", FunctionDescriptor.of(C_INT, C_PTR, C_INT)); }
-    private static final class FnFtruncate { static final MethodHandle H = capturing("ftruncate", FunctionDescriptor.of(C_INT, C_INT, C_LONG)); }
-    private static final class FnFallocate { static final MethodHandle H = capturing("fallocate", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_LONG, C_LONG)); }
-    private static final class FnPoll { static final MethodHandle H = capturing("poll", FunctionDescriptor.of(C_INT, C_PTR, C_LONG, C_INT)); }
-    private static final class FnEventfd { static final MethodHandle H = capturing("eventfd", FunctionDescriptor.of(C_INT, C_INT, C_INT)); }
-    private static final class FnSyscall1 { static final MethodHandle H = capturingVariadic("syscall", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG), 1); }
-    private static final class FnGettid { static final MethodHandle H = plain("gettid", FunctionDescriptor.of(C_INT)); }
-    private static final class FnSetpriority { static final MethodHandle H = capturing("setpriority", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT)); }
-    private static final class FnMemcpy { static final MethodHandle H = plain("memcpy", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG)); }
-    private static final class FnSchedSetscheduler { static final MethodHandle H = capturing("sched_setscheduler", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_PTR)); }
-    private static final class FnSchedSetaffinity { static final MethodHandle H = capturing("sched_setaffinity", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_PTR)); }
-    private static final class FnGetpid { static final MethodHandle H = plain("getpid", FunctionDescriptor.of(C_INT)); }
-    private static final class FnTgkill { static final MethodHandle H = capturing("tgkill", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT)); }
-    /** Returns an error number itself (0 on success); does not set errno. */
-    private static final class FnPthreadSigmask { static final MethodHandle H = plain("pthread_sigmask", FunctionDescriptor.of(C_INT, C_INT, C_PTR, C_PTR)); }
-    private static final class FnSigtimedwait { static final MethodHandle H = capturing("sigtimedwait", FunctionDescriptor.of(C_INT, C_PTR, C_PTR, C_PTR)); }
-    private static final class FnSigaction { static final MethodHandle H = capturing("sigaction", FunctionDescriptor.of(C_INT, C_INT, C_PTR, C_PTR)); }
-    private static final class FnProcessVmReadv { static final MethodHandle H = capturing("process_vm_readv", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG, C_PTR, C_LONG, C_LONG)); }
-    private static final class FnProcessVmWritev { static final MethodHandle H = capturing("process_vm_writev", FunctionDescriptor.of(C_LONG, C_INT, C_PTR, C_LONG, C_PTR, C_LONG, C_LONG)); }
+    // Every system call goes through ONE downcall: glibc's syscall(2) with the number and six long
+    // arguments (pointers as addresses), errno captured. The linker generates a stub class per
+    // distinct function shape, and in a cold JVM that costs about 5-25 ms each, while another handle
+    // of a shape already made costs well under 1 ms: the 24 shapes this class had cost a restore about
+    // 60 ms of its start (whole process), one costs one. Unused arguments are passed as 0, which the
+    // kernel ignores. Pointer arguments lose the linker's check that a segment is native and alive
+    // during the call: addr() checks the first, and every caller here keeps its segments alive
+    // across the call (an arena it owns, or a field).
+    private static final class Sys {
+        static final MethodHandle H = link("syscall", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG),
+                CAPTURE, Linker.Option.firstVariadicArg(1));
+    }
+
+    // Only what is not a system call links a function of its own, when first used (tests only):
+    private static final class FnMemcpy { static final MethodHandle H = link("memcpy", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG)); }
+
+    /** x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl). */
+    static final long SYS_READ = 0, SYS_WRITE = 1, SYS_CLOSE = 3, SYS_POLL = 7, SYS_MMAP = 9, SYS_MPROTECT = 10, SYS_MUNMAP = 11,
+            SYS_RT_SIGACTION = 13, SYS_RT_SIGPROCMASK = 14, SYS_IOCTL = 16, SYS_PREAD64 = 17, SYS_MADVISE = 28, SYS_GETPID = 39, SYS_FTRUNCATE = 77,
+            SYS_RT_SIGTIMEDWAIT = 128, SYS_SETPRIORITY = 141, SYS_SCHED_SETSCHEDULER = 144, SYS_GETTID = 186,
+            SYS_SCHED_SETAFFINITY = 203, SYS_TGKILL = 234, SYS_OPENAT = 257, SYS_FALLOCATE = 285, SYS_EVENTFD2 = 290,
+            SYS_PROCESS_VM_READV = 310, SYS_PROCESS_VM_WRITEV = 311, SYS_MEMFD_CREATE = 319;
+    private static final long AT_FDCWD = -100;
+
+    /** syscall(2): the raw result, or -1 with errno in {@code capture}. */
+    static long sys(MemorySegment capture, long nr, long a, long b, long c, long d, long e, long f) {
+        try { return (long) Sys.H.invokeExact(capture, nr, a, b, c, d, e, f); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    static long sys(MemorySegment capture, long nr, long a, long b, long c) {
+        return sys(capture, nr, a, b, c, 0, 0, 0);
+    }
+
+    /** The address of a native segment, for a pointer argument; a heap segment has none. */
+    static long addr(MemorySegment s) {
+        if (!s.isNative()) throw new IllegalArgumentException("a system call needs native memory, not a heap segment");
+        return s.address();
+    }
 
     public static final short POLLIN = 0x1, POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
     public static final int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
@@ -125,20 +121,20 @@ public final class Libc {
 
     public static int open(String path, int flags, int mode) {
         try (Arena a = Arena.ofConfined()) {
-            return (int) FnOpen.H.invokeExact(errnoSegment(), a.allocateFrom(path), flags, mode);
-        } catch (Throwable t) { throw rethrow(t); }
+            return (int) sys(errnoSegment(), SYS_OPENAT, AT_FDCWD, a.allocateFrom(path).address(), flags, mode, 0, 0);
+        }
     }
 
     public static int close(int fd) {
-        try { return (int) FnClose.H.invokeExact(errnoSegment(), fd); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(errnoSegment(), SYS_CLOSE, fd, 0, 0);
     }
 
     public static long read(MemorySegment capture, int fd, MemorySegment buf, long count) {
-        try { return (long) FnRead.H.invokeExact(capture, fd, buf, count); } catch (Throwable t) { throw rethrow(t); }
+        return sys(capture, SYS_READ, fd, addr(buf), count);
     }
 
     public static long write(MemorySegment capture, int fd, MemorySegment buf, long count) {
-        try { return (long) FnWrite.H.invokeExact(capture, fd, buf, count); } catch (Throwable t) { throw rethrow(t); }
+        return sys(capture, SYS_WRITE, fd, addr(buf), count);
     }
 
     /**
@@ -146,12 +142,12 @@ public final class Libc {
      * into the calling thread's capture segment. Allocation-free (the address is a plain long).
      */
     public static long pread(int fd, long address, long count, long offset) {
-        try { return (long) FnPread.H.invokeExact(errnoSegment(), fd, address, count, offset); } catch (Throwable t) { throw rethrow(t); }
+        return sys(errnoSegment(), SYS_PREAD64, fd, address, count, offset, 0, 0);
     }
 
     /** ioctl with an integer (or address-as-integer) argument, errno into {@code capture}. */
     public static int ioctl(MemorySegment capture, int fd, long request, long arg) {
-        try { return (int) FnIoctl.H.invokeExact(capture, fd, request, arg); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(capture, SYS_IOCTL, fd, request, arg);
     }
 
     public static int ioctl(int fd, long request, long arg) {
@@ -159,53 +155,52 @@ public final class Libc {
     }
 
     public static long mmap(long addr, long length, int prot, int flags, int fd, long offset) {
-        try { return (long) FnMmap.H.invokeExact(errnoSegment(), addr, length, prot, flags, fd, offset); }
-        catch (Throwable t) { throw rethrow(t); }
+        return sys(errnoSegment(), SYS_MMAP, addr, length, prot, flags, fd, offset);
     }
 
     public static int munmap(long addr, long length) {
-        try { return (int) FnMunmap.H.invokeExact(errnoSegment(), addr, length); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(errnoSegment(), SYS_MUNMAP, addr, length, 0);
     }
 
     public static int madvise(long addr, long length, int advice) {
-        try { return (int) FnMadvise.H.invokeExact(errnoSegment(), addr, length, advice); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(errnoSegment(), SYS_MADVISE, addr, length, advice);
     }
 
     public static int mprotect(long addr, long length, int prot) {
-        try { return (int) FnMprotect.H.invokeExact(errnoSegment(), addr, length, prot); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(errnoSegment(), SYS_MPROTECT, addr, length, prot);
     }
 
     public static int memfdCreate(String name, int flags) {
         try (Arena a = Arena.ofConfined()) {
-            return (int) FnMemfdCreate.H.invokeExact(errnoSegment(), a.allocateFrom(name), flags);
-        } catch (Throwable t) { throw rethrow(t); }
+            return (int) sys(errnoSegment(), SYS_MEMFD_CREATE, a.allocateFrom(name).address(), flags, 0);
+        }
     }
 
     public static int ftruncate(int fd, long length) {
-        try { return (int) FnFtruncate.H.invokeExact(errnoSegment(), fd, length); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(errnoSegment(), SYS_FTRUNCATE, fd, length, 0);
     }
 
     public static int fallocate(int fd, int mode, long offset, long length) {
-        try { return (int) FnFallocate.H.invokeExact(errnoSegment(), fd, mode, offset, length); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(errnoSegment(), SYS_FALLOCATE, fd, mode, offset, length, 0, 0);
     }
 
     /** poll(2) on {@code nfds} {@code struct pollfd} (8 bytes each: fd i32, events i16, revents i16) in {@code fds}. */
     public static int poll(MemorySegment capture, MemorySegment fds, long nfds, int timeoutMillis) {
-        try { return (int) FnPoll.H.invokeExact(capture, fds, nfds, timeoutMillis); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(capture, SYS_POLL, addr(fds), nfds, timeoutMillis);
     }
 
     public static int eventfd(int initval, int flags) {
-        try { return (int) FnEventfd.H.invokeExact(errnoSegment(), initval, flags); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(errnoSegment(), SYS_EVENTFD2, initval, flags, 0);
     }
 
     /** syscall(2) with one argument. */
     public static long syscall(MemorySegment capture, long number, long arg) {
-        try { return (long) FnSyscall1.H.invokeExact(capture, number, arg); } catch (Throwable t) { throw rethrow(t); }
+        return sys(capture, number, arg, 0, 0);
     }
 
     /** The calling thread's kernel thread id. */
     public static int gettid() {
-        try { return (int) FnGettid.H.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(errnoSegment(), SYS_GETTID, 0, 0, 0);
     }
 
     /**
@@ -218,9 +213,9 @@ public final class Libc {
             MemorySegment mask = a.allocate(SIGSET_SIZE, 8);
             mask.set(ValueLayout.JAVA_LONG, 8L * (cpu / 64), 1L << (cpu % 64));
             MemorySegment capture = errnoSegment();
-            int r = (int) FnSchedSetaffinity.H.invokeExact(capture, 0, SIGSET_SIZE, mask);
+            long r = sys(capture, SYS_SCHED_SETAFFINITY, 0, SIGSET_SIZE, mask.address());
             return r == 0 ? 0 : errno(capture);
-        } catch (Throwable t) { throw rethrow(t); }
+        }
     }
 
     /**
@@ -228,11 +223,9 @@ public final class Libc {
      * Linux a thread id names one thread). Returns 0, or the errno (EACCES to lower it unprivileged).
      */
     public static int niceCurrentThread(int nice) {
-        try {
-            MemorySegment capture = errnoSegment();
-            int r = (int) FnSetpriority.H.invokeExact(capture, 0, gettid(), nice);
-            return r == 0 ? 0 : errno(capture);
-        } catch (Throwable t) { throw rethrow(t); }
+        MemorySegment capture = errnoSegment();
+        long r = sys(capture, SYS_SETPRIORITY, 0, gettid(), nice);
+        return r == 0 ? 0 : errno(capture);
     }
 
     private static final ThreadLocal<MemorySegment> LOAD_BUFFER = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(8, 8));
@@ -273,36 +266,43 @@ public final class Libc {
             MemorySegment param = a.allocate(C_INT);
             param.set(C_INT, 0, priority);
             MemorySegment capture = errnoSegment();
-            int r = (int) FnSchedSetscheduler.H.invokeExact(capture, 0, policy, param);
+            long r = sys(capture, SYS_SCHED_SETSCHEDULER, 0, policy, param.address());
             return r == 0 ? 0 : errno(capture);
-        } catch (Throwable t) { throw rethrow(t); }
+        }
     }
 
     public static int getpid() {
-        try { return (int) FnGetpid.H.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(errnoSegment(), SYS_GETPID, 0, 0, 0);
     }
 
     /** tgkill(2): sends {@code sig} to thread {@code tid} of process {@code tgid}. */
     public static int tgkill(MemorySegment capture, int tgid, int tid, int sig) {
-        try { return (int) FnTgkill.H.invokeExact(capture, tgid, tid, sig); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(capture, SYS_TGKILL, tgid, tid, sig);
     }
 
     /**
-     * pthread_sigmask(3) on glibc sigset_t buffers of {@link #SIGSET_SIZE} bytes ({@code NULL} allowed).
-     * Returns 0 or an error number (it does not use errno).
+     * pthread_sigmask(3) for the calling thread, as rt_sigprocmask(2) on the first 64 signals (what
+     * glibc passes too) of sigset_t buffers of {@link #SIGSET_SIZE} bytes ({@code NULL} allowed). Unlike
+     * glibc it does not keep glibc's internal signals (32, 33) out of a blocked set: callers block only
+     * their own signals. Returns 0 or an error number, like pthread_sigmask.
      */
     public static int pthreadSigmask(int how, MemorySegment set, MemorySegment oldset) {
-        try { return (int) FnPthreadSigmask.H.invokeExact(how, set, oldset); } catch (Throwable t) { throw rethrow(t); }
+        MemorySegment capture = errnoSegment();
+        long r = sys(capture, SYS_RT_SIGPROCMASK, how, addr(set), addr(oldset), KERNEL_SIGSET_SIZE, 0, 0);
+        return r == 0 ? 0 : errno(capture);
     }
 
-    /** sigtimedwait(2): the signal number taken from {@code set}, or -1 (EAGAIN when none is pending by the timeout). */
+    /** sigtimedwait(2) (rt_sigtimedwait on the first 64 signals): the signal number taken from {@code set}, or -1 (EAGAIN when none is pending by the timeout). */
     public static int sigtimedwait(MemorySegment capture, MemorySegment set, MemorySegment info, MemorySegment timeout) {
-        try { return (int) FnSigtimedwait.H.invokeExact(capture, set, info, timeout); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(capture, SYS_RT_SIGTIMEDWAIT, addr(set), addr(info), addr(timeout), KERNEL_SIGSET_SIZE, 0, 0);
     }
 
-    /** sigaction(2) with glibc {@code struct sigaction} buffers ({@link SigactionLayout}); {@code NULL} allowed. */
+    /**
+     * rt_sigaction(2) with the kernel's {@code struct sigaction} ({@link SigactionLayout}; {@code NULL}
+     * allowed). For dispositions without a handler (SIG_DFL, SIG_IGN), which need no sa_restorer.
+     */
     public static int sigaction(int sig, MemorySegment act, MemorySegment oldact) {
-        try { return (int) FnSigaction.H.invokeExact(errnoSegment(), sig, act, oldact); } catch (Throwable t) { throw rethrow(t); }
+        return (int) sys(errnoSegment(), SYS_RT_SIGACTION, sig, addr(act), addr(oldact), KERNEL_SIGSET_SIZE, 0, 0);
     }
 
     /**
@@ -312,15 +312,13 @@ public final class Libc {
      */
     public static long processVmReadv(MemorySegment capture, int pid, MemorySegment local, long liovcnt,
                                       MemorySegment remote, long riovcnt) {
-        try { return (long) FnProcessVmReadv.H.invokeExact(capture, pid, local, liovcnt, remote, riovcnt, 0L); }
-        catch (Throwable t) { throw rethrow(t); }
+        return sys(capture, SYS_PROCESS_VM_READV, pid, addr(local), liovcnt, addr(remote), riovcnt, 0);
     }
 
     /** process_vm_writev(2): the write direction of {@link #processVmReadv}. */
     public static long processVmWritev(MemorySegment capture, int pid, MemorySegment local, long liovcnt,
                                        MemorySegment remote, long riovcnt) {
-        try { return (long) FnProcessVmWritev.H.invokeExact(capture, pid, local, liovcnt, remote, riovcnt, 0L); }
-        catch (Throwable t) { throw rethrow(t); }
+        return sys(capture, SYS_PROCESS_VM_WRITEV, pid, addr(local), liovcnt, addr(remote), riovcnt, 0);
     }
 
     /** Throws {@link ErrnoException} naming {@code call} and {@code subject} when {@code ret} is -1. */

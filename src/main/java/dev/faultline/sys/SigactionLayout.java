@@ -1,19 +1,20 @@
 package dev.faultline.sys;
 
 /**
- * glibc's {@code struct sigaction} on x86-64 (152 bytes; not the kernel's layout, glibc translates).
+ * The kernel's {@code struct sigaction} on x86-64, as rt_sigaction(2) takes it (32 bytes; glibc's own
+ * struct, which sigaction(3) translates, is larger and ordered differently).
  *
  * <pre>
- *   0 | sa_handler / sa_sigaction (pointer; SIG_DFL 0, SIG_IGN 1) |
- *   8 | sa_mask (glibc sigset_t, 128 bytes)                       |
- * 136 | sa_flags i32 | padding i32 |
- * 144 | sa_restorer (pointer) |
- * 152
+ *   0 | sa_handler (pointer; SIG_DFL 0, SIG_IGN 1)   |
+ *   8 | sa_flags (unsigned long)                     |
+ *  16 | sa_restorer (pointer; needed only with a handler) |
+ *  24 | sa_mask (the kernel's 64-bit sigset)         |
+ *  32
  * </pre>
  */
 public final class SigactionLayout {
     private SigactionLayout() {}
 
-    public static final long HANDLER = 0, MASK = 8, FLAGS = 136, RESTORER = 144;
-    public static final long SIZE = 152;
+    public static final long HANDLER = 0, FLAGS = 8, RESTORER = 16, MASK = 24;
+    public static final long SIZE = 32;
 }

@@ -123,4 +123,35 @@ class SnapshotFormatTest {
             assertFalse(s.pageMap().storedPages() == 0);
         }
     }
+
+    @Test
+    void shouldReadJsonIntoTheSameTreeAsAnObjectMapper() throws Exception {
+        var mapper = new com.fasterxml.jackson.databind.ObjectMapper();
+        String[] docs = {
+                "{\"a\":1,\"b\":[true,false,null,\"x\\u00e9\"],\"c\":{\"d\":-2147483649,\"e\":18446744073709551616,\"f\":1.5e3}}",
+                "[1,[2,[3,{}]],[]]", "\"text\"", "42", "{\"k\":1,\"k\":2}", " { } ",
+                new String(DescriptionJson.toBytes(descriptionForJson()), java.nio.charset.StandardCharsets.UTF_8)};
+        for (String doc : docs) {
+            byte[] b = doc.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+            var ours = DescriptionJson.readTree(b);
+            var theirs = mapper.readTree(b);
+            assertEquals(theirs, ours, doc);
+            assertEquals(theirs.getClass(), ours.getClass(), doc);
+            if (theirs.isObject()) theirs.fields().forEachRemaining(e -> assertEquals(e.getValue().getClass(), ours.get(e.getKey()).getClass(), e.getKey()));
+        }
+        assertEquals(null, DescriptionJson.readTree(new byte[0]));
+        for (String bad : new String[] {"{\"a\":1} {", "{\"a\":", "[1,2", "{\"a\" 1}", "nul"}) {
+            org.junit.jupiter.api.Assertions.assertThrows(java.io.IOException.class,
+                    () -> DescriptionJson.readTree(bad.getBytes(java.nio.charset.StandardCharsets.UTF_8)), bad);
+        }
+    }
+
+    private static SnapshotDescription descriptionForJson() {
+        List<VcpuState> st = bootStates(1, 16L << 20);
+        return new SnapshotDescription(SnapshotFormat.VERSION, "kvm", "now", 16L << 20, SnapshotWriter.memslots(16L << 20),
+                SnapshotDescription.Point.afterMillis(3), SnapshotDescription.Guest.workload("hot", WorkloadParams.of(16L << 20, 1)),
+                st, List.of(5L), new SnapshotDescription.MemoryFile("memory.bin", 0, 0, 4096, "0".repeat(64)),
+                new SnapshotDescription.IndexFile("pages.map", PageMap.fileBytes(16L << 20), "1".repeat(64)),
+                new SnapshotDescription.IndexFile("chunks.bin", ChunkTable.fileBytes(16L << 20), "3".repeat(64)), null);
+    }
 }
