@@ -14,7 +14,7 @@ final class FaultOptions {
 
     @Option(names = "--poison", paramLabel = "GPA[,GPA...]", split = ",", converter = Units.AddressConverter.class,
             description = "Mark these host pages hardware-poisoned before the guest starts; the VMM replaces a page from its clean "
-                    + "copy when it has one (an image page), else stops the vCPU with a report. ref only.")
+                    + "copy when it has one (an image page), else stops the vCPU with a report. ref: a per-page mark; kvm: a userfaultfd poison marker.")
     List<Long> poison = new ArrayList<>();
 
     @Option(names = "--private", paramLabel = "GPA:SIZE",

@@ -50,9 +50,10 @@ public interface Vm extends AutoCloseable {
 
     /**
      * Marks the host page backing {@code gpa} as hardware-poisoned: the next guest access to it fails
-     * KVM_RUN with EHWPOISON and a filled memory-fault exit. The ref backend keeps a per-page mark; on
-     * kvm this would be madvise(MADV_HWPOISON), which needs CAP_SYS_ADMIN and makes KVM send SIGBUS to
-     * the vCPU thread, so it is not offered (EOPNOTSUPP).
+     * KVM_RUN with EHWPOISON and a filled memory-fault exit. Its data is lost. The ref backend keeps a
+     * per-page mark; kvm puts a userfaultfd poison marker in the host page table
+     * ({@code kvm.KvmPoison}), and then even a host read of the page would fail: replace it
+     * ({@link #replacePoisoned}) before reading RAM. EOPNOTSUPP where a backend cannot.
      */
     default void injectPoison(long gpa) {
         throw new ErrnoException("inject poison", Errno.EOPNOTSUPP, hypervisor().name() + " vm",
@@ -66,6 +67,20 @@ public interface Vm extends AutoCloseable {
     default void clearPoison(long gpa) {
         throw new ErrnoException("clear poison", Errno.EOPNOTSUPP, hypervisor().name() + " vm",
                 "this backend cannot mark a host page poisoned");
+    }
+
+    /**
+     * Replaces the poisoned page holding {@code gpa} by one holding {@code contents} (4096 bytes) and
+     * lifts the poison, such that a vCPU sees either the poison or the new contents, nothing between.
+     * This default writes the contents into the slot's host memory, then clears the mark (a backend
+     * whose poison is a mark); kvm moves a fresh page over the poisoned one.
+     */
+    default void replacePoisoned(long gpa, java.lang.foreign.MemorySegment contents) {
+        long page = gpa & ~0xfffL;
+        MemorySlot s = slotAt(page);
+        if (s == null) throw new IllegalArgumentException(String.format("gpa 0x%x is in no memslot", page));
+        java.lang.foreign.MemorySegment.copy(contents, 0, java.lang.foreign.MemorySegment.ofAddress(s.hva(page)).reinterpret(4096), 0, 4096);
+        clearPoison(page);
     }
 
     /**

@@ -1,5 +1,6 @@
 package dev.faultline.kvm;
 
+import dev.faultline.hv.MemoryFaultFlags;
 import dev.faultline.hv.MemorySlot;
 import dev.faultline.hv.Regs;
 import dev.faultline.hv.Sregs;
@@ -53,7 +54,8 @@ public final class KvmVcpu implements Vcpu {
     private final MemorySegment capture = Libc.newErrnoSegment();
     private final VcpuExit.Set exits = new VcpuExit.Set();
     private final ExitDecoder decoder;
-    private final MemorySegment regsBuf, sregsBuf, localIov, remoteIov;
+    private final MemorySegment regsBuf, sregsBuf, localIov, remoteIov, translateBuf;
+    private final Regs fetchRegs = new Regs();
     private final KickSignal.Drainer drainer;
     private final int pid = Libc.getpid();
 
@@ -78,6 +80,7 @@ public final class KvmVcpu implements Vcpu {
         this.decoder = new ExitDecoder(run, vm, exits, subject);
         Arena arena = Arena.ofAuto();
         this.regsBuf = arena.allocate(KvmRegsLayout.SIZE, 8);
+        this.translateBuf = arena.allocate(24, 8);
         this.sregsBuf = arena.allocate(KvmSregsLayout.SIZE, 8);
         this.localIov = arena.allocate(IovecLayout.SIZE, 8);
         this.remoteIov = arena.allocate(IovecLayout.SIZE, 8);
@@ -135,15 +138,47 @@ public final class KvmVcpu implements Vcpu {
         if (exit == exits.interrupted) {
             BYTE.setVolatile(run, KvmRunLayout.IMMEDIATE_EXIT, (byte) 0);
             drainer.drain();
+            long hva = drainer.takeHardwareError();
+            long gpa = hva == -1 ? -1 : vm.gpaOfHostAddress(hva);
+            if (gpa != -1) { // KVM's SIGBUS for a poisoned page (KickSignal.SIGBUS); the access kind is not known
+                exits.memoryFault.fill(0, gpa & ~0xfffL, 4096, Errno.EHWPOISON, VcpuExit.MemoryFault.Origin.KERNEL);
+                return exits.memoryFault;
+            }
         } else if (exit == exits.hypercall) {
             pending = PENDING_HYPERCALL;
-        } else if (exit == exits.memoryFault && exits.memoryFault.origin() == VcpuExit.MemoryFault.Origin.MMIO_IN_MEMSLOT) {
-            pending = PENDING_SLOT_ACCESS;
+        } else if (exit == exits.internalError) {
+            if (exits.internalError.suberror() == VcpuExit.InternalError.SUBERROR_EMULATION) {
+                long gpa = poisonedFetch();
+                if (gpa != -1) {
+                    exits.memoryFault.fill(MemoryFaultFlags.EXEC, gpa, 4096, Errno.EHWPOISON, VcpuExit.MemoryFault.Origin.KERNEL);
+                    return exits.memoryFault;
+                }
+            }
+        } else if (exit == exits.memoryFault) {
+            VcpuExit.MemoryFault f = exits.memoryFault;
+            if (f.errno() != Errno.EHWPOISON && vm.isPoisoned(f.gpa())) f.fill(f.flags(), f.gpa(), f.size(), Errno.EHWPOISON, f.origin());
+            if (f.origin() == VcpuExit.MemoryFault.Origin.MMIO_IN_MEMSLOT) pending = PENDING_SLOT_ACCESS;
         }
         return exit;
     }
 
     private int preparedTid;
+
+    /**
+     * After an emulation failure: the poisoned page (gpa) the next instruction's bytes lie in, or -1.
+     * This machine's KVM cannot fetch an instruction from a page whose host page fails (a poisoned
+     * one) and gives up emulating it; the fetch is then reported as the EXEC fault it is. Only on
+     * internal-error exits, so the two ioctls and the translation cost nothing on any other path.
+     */
+    private long poisonedFetch() {
+        if (!vm.hasPoison()) return -1;
+        long linear = getSregs().cs().base() + getRegs(fetchRegs).rip;
+        for (long at : new long[] {linear, linear + 14}) { // an instruction is at most 15 bytes: it may cross into the next page
+            long gpa = Kvm.translate(capture, fd, at, translateBuf, subject);
+            if (gpa != -1 && vm.isPoisoned(gpa)) return gpa & ~0xfffL;
+        }
+        return -1;
+    }
 
     /** Blocks the kick signal in the driving thread and gives KVM the mask to run with (without it). */
     private void prepareThread(Thread current) {

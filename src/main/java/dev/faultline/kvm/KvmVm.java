@@ -6,6 +6,8 @@ import dev.faultline.hv.MemorySlot;
 import dev.faultline.hv.MemslotFlags;
 import dev.faultline.hv.Vcpu;
 import dev.faultline.hv.Vm;
+import dev.faultline.sys.Errno;
+import dev.faultline.sys.ErrnoException;
 import dev.faultline.sys.Kvm;
 import dev.faultline.sys.Libc;
 import java.lang.foreign.MemorySegment;
@@ -30,6 +32,7 @@ public final class KvmVm implements Vm, ExitDecoder.MemslotLookup {
     private final TreeMap<Integer, MemorySlot> slotsById = new TreeMap<>();
     private volatile MemorySlot[] slotsByGpa = new MemorySlot[0];
     private final List<KvmVcpu> vcpus = new ArrayList<>();
+    private final KvmPoison poison;
     private boolean closed;
 
     KvmVm(KvmHypervisor hypervisor, int fd, int type) {
@@ -37,6 +40,7 @@ public final class KvmVm implements Vm, ExitDecoder.MemslotLookup {
         this.fd = fd;
         this.type = type;
         this.subject = "vm fd " + fd;
+        this.poison = new KvmPoison(subject);
         this.userMemory2 = checkExtension(Caps.USER_MEMORY2) > 0;
         // Intel needs three pages for the real-mode TSS; other backends accept and ignore it.
         if (checkExtension(Caps.SET_TSS_ADDR) > 0) Kvm.setTssAddr(fd, Kvm.DEFAULT_TSS_ADDR, subject);
@@ -88,6 +92,43 @@ public final class KvmVm implements Vm, ExitDecoder.MemslotLookup {
         MemorySlot[] byGpa = slotsById.values().toArray(new MemorySlot[0]);
         Arrays.sort(byGpa, Comparator.comparingLong(MemorySlot::gpa));
         slotsByGpa = byGpa;
+    }
+
+    @Override
+    public void injectPoison(long gpa) {
+        poison.inject(slotAt(gpa), gpa);
+    }
+
+    @Override
+    public void replacePoisoned(long gpa, MemorySegment contents) {
+        poison.replace(slotAt(gpa), gpa, contents);
+    }
+
+    /** A poison mark on kvm is the page table's; it goes only with the page ({@link #replacePoisoned}). */
+    @Override
+    public void clearPoison(long gpa) {
+        throw new ErrnoException("clear poison", Errno.EOPNOTSUPP, subject,
+                "on kvm the poison is in the host page table: replace the page (replacePoisoned) instead");
+    }
+
+    /** The gpa that host address {@code hva} backs in some memslot, or -1. */
+    long gpaOfHostAddress(long hva) {
+        for (MemorySlot s : slotsByGpa) {
+            if (s.memory() == null) continue;
+            long base = s.memory().address() + s.memoryOffset();
+            if (hva >= base && hva - base < s.size()) return s.gpa() + (hva - base);
+        }
+        return -1;
+    }
+
+    /** Whether some page is poisoned now. */
+    boolean hasPoison() {
+        return poison.any();
+    }
+
+    /** Whether the page holding {@code gpa} is poisoned (vCPUs ask on memory-fault exits; lock- and allocation-free). */
+    boolean isPoisoned(long gpa) {
+        return poison.isPoisoned(gpa);
     }
 
     @Override
@@ -145,6 +186,7 @@ public final class KvmVm implements Vm, ExitDecoder.MemslotLookup {
         if (closed) return;
         closed = true;
         for (KvmVcpu v : vcpus) v.close();
+        poison.close();
         Libc.close(fd);
     }
 

@@ -29,6 +29,17 @@ public final class KickSignal {
     public static final int SIGNAL = 40;
     /** The signal's bit in a 64-bit kernel sigset. */
     public static final long MASK_BIT = 1L << (SIGNAL - 1);
+    /**
+     * SIGBUS, blocked in vCPU threads the same way: where KVM answers a guest access to a
+     * hardware-poisoned host page with SIGBUS to the vCPU thread (kvm_send_hwpoison_signal, upstream
+     * KVM on hardware), it then ends KVM_RUN with EINTR like a kick and is taken by
+     * {@link Drainer#takeHardwareError} instead of reaching the JVM, whose handler would end the process.
+     * A SIGBUS forced by a fault of the thread's own code still is delivered (the kernel unblocks it).
+     */
+    public static final int SIGBUS = 7;
+    public static final long SIGBUS_BIT = 1L << (SIGBUS - 1);
+    /** si_code of a SIGBUS for a poisoned page: action required (an access hit it) and action optional. */
+    public static final int BUS_MCEERR_AR = 4, BUS_MCEERR_AO = 5;
 
     private static volatile boolean installed;
 
@@ -54,17 +65,17 @@ public final class KickSignal {
     }
 
     /**
-     * Blocks the kick signal in the calling thread and returns the mask KVM_RUN should run with:
-     * the thread's previous 64-bit kernel mask without the kick signal.
+     * Blocks the kick signal and SIGBUS in the calling thread and returns the mask KVM_RUN should run
+     * with: the thread's previous 64-bit kernel mask without either.
      */
     public static long blockInCallingThread() {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment set = a.allocate(Libc.SIGSET_SIZE, 8);
             MemorySegment old = a.allocate(Libc.SIGSET_SIZE, 8);
-            set.set(ValueLayout.JAVA_LONG, 0, MASK_BIT);
+            set.set(ValueLayout.JAVA_LONG, 0, MASK_BIT | SIGBUS_BIT);
             int err = Libc.pthreadSigmask(Libc.SIG_BLOCK, set, old);
-            if (err != 0) throw new ErrnoException("pthread_sigmask(SIG_BLOCK)", err, "signal " + SIGNAL);
-            return old.get(ValueLayout.JAVA_LONG, 0) & ~MASK_BIT;
+            if (err != 0) throw new ErrnoException("pthread_sigmask(SIG_BLOCK)", err, "signals " + SIGNAL + " and " + SIGBUS);
+            return old.get(ValueLayout.JAVA_LONG, 0) & ~(MASK_BIT | SIGBUS_BIT);
         }
     }
 
@@ -76,9 +87,9 @@ public final class KickSignal {
         }
     }
 
-    /** Per-thread buffers for {@link #drain}, made once. */
+    /** Per-thread buffers for {@link #drain} and {@link #takeHardwareError}, made once. */
     public static final class Drainer {
-        private final MemorySegment set, info, zeroTimeout;
+        private final MemorySegment set, busSet, info, zeroTimeout;
         private final MemorySegment capture;
 
         public Drainer(MemorySegment capture) {
@@ -86,6 +97,8 @@ public final class KickSignal {
             this.capture = capture;
             set = arena.allocate(Libc.SIGSET_SIZE, 8);
             set.set(ValueLayout.JAVA_LONG, 0, MASK_BIT);
+            busSet = arena.allocate(Libc.SIGSET_SIZE, 8);
+            busSet.set(ValueLayout.JAVA_LONG, 0, SIGBUS_BIT);
             info = arena.allocate(128, 8);
             zeroTimeout = arena.allocate(16, 8);
         }
@@ -95,6 +108,17 @@ public final class KickSignal {
             int n = 0;
             while (Libc.sigtimedwait(capture, set, info, zeroTimeout) == SIGNAL) n++;
             return n;
+        }
+
+        /**
+         * Takes a pending SIGBUS of the calling thread: the host address of the poisoned page it
+         * names (BUS_MCEERR_AR/AO, siginfo's si_addr at offset 16), or -1 when none is pending or it
+         * names no poisoned page.
+         */
+        public long takeHardwareError() {
+            if (Libc.sigtimedwait(capture, busSet, info, zeroTimeout) != SIGBUS) return -1;
+            int code = info.get(ValueLayout.JAVA_INT, 8);
+            return code == BUS_MCEERR_AR || code == BUS_MCEERR_AO ? info.get(ValueLayout.JAVA_LONG, 16) : -1;
         }
     }
 }

@@ -46,6 +46,11 @@ public final class Kvm {
     public static final long KVM_SET_REGS = Ioc.iow(KVMIO, 0x82, KvmRegsLayout.SIZE);
     public static final long KVM_GET_SREGS = Ioc.ior(KVMIO, 0x83, KvmSregsLayout.SIZE);
     public static final long KVM_SET_SREGS = Ioc.iow(KVMIO, 0x84, KvmSregsLayout.SIZE);
+    /**
+     * struct kvm_translation { u64 linear_address; u64 physical_address; u8 valid, writeable, usermode,
+     * pad[5]; } (24 bytes): a guest linear address through the vCPU's current page tables.
+     */
+    public static final long KVM_TRANSLATE = Ioc.iowr(KVMIO, 0x85, 24);
     /** struct kvm_signal_mask { u32 len; u8 sigset[]; }: the ioctl encodes only the 4-byte header. */
     public static final long KVM_SET_SIGNAL_MASK = Ioc.iow(KVMIO, 0x8b, 4);
     public static final long KVM_SET_CPUID2 = Ioc.iow(KVMIO, 0x90, KvmCpuid2Layout.HEADER_SIZE);
@@ -200,6 +205,17 @@ public final class Kvm {
     /** A vCPU ioctl whose argument is a buffer the vCPU owns (regs, sregs): raw result, errno in {@code capture}. */
     public static void vcpuIoctl(MemorySegment capture, int vcpuFd, long request, MemorySegment arg, String call, String subject) {
         check(capture, Libc.ioctl(capture, vcpuFd, request, arg.address()), call, subject);
+    }
+
+    /**
+     * KVM_TRANSLATE of guest linear address {@code linear} with the vCPU's page tables, into
+     * {@code buf} (24 bytes, the vCPU's own): the guest-physical address, or -1 where it does not map.
+     */
+    public static long translate(MemorySegment capture, int vcpuFd, long linear, MemorySegment buf, String subject) {
+        buf.fill((byte) 0);
+        buf.set(ValueLayout.JAVA_LONG, 0, linear);
+        vcpuIoctl(capture, vcpuFd, KVM_TRANSLATE, buf, "KVM_TRANSLATE", subject);
+        return buf.get(ValueLayout.JAVA_BYTE, 16) != 0 ? buf.get(ValueLayout.JAVA_LONG, 8) : -1;
     }
 
     /** KVM_SET_CPUID2 with a kvm_cpuid2 (as {@link #getSupportedCpuid} returns). */

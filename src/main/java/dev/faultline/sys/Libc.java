@@ -63,7 +63,7 @@ public final class Libc {
     private static final class FnMemcpy { static final MethodHandle H = link("memcpy", FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG)); }
 
     /** x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl). */
-    static final long SYS_READ = 0, SYS_WRITE = 1, SYS_CLOSE = 3, SYS_POLL = 7, SYS_MMAP = 9, SYS_MPROTECT = 10, SYS_MUNMAP = 11,
+    static final long SYS_READ = 0, SYS_WRITE = 1, SYS_CLOSE = 3, SYS_POLL = 7, SYS_MMAP = 9, SYS_MPROTECT = 10, SYS_MUNMAP = 11, SYS_MREMAP = 25,
             SYS_RT_SIGACTION = 13, SYS_RT_SIGPROCMASK = 14, SYS_IOCTL = 16, SYS_PREAD64 = 17, SYS_MADVISE = 28, SYS_GETPID = 39, SYS_FTRUNCATE = 77,
             SYS_RT_SIGTIMEDWAIT = 128, SYS_SETPRIORITY = 141, SYS_SCHED_SETSCHEDULER = 144, SYS_GETTID = 186,
             SYS_SCHED_SETAFFINITY = 203, SYS_TGKILL = 234, SYS_OPENAT = 257, SYS_FALLOCATE = 285, SYS_EVENTFD2 = 290,
@@ -160,6 +160,13 @@ public final class Libc {
 
     public static int munmap(long addr, long length) {
         return (int) sys(errnoSegment(), SYS_MUNMAP, addr, length, 0);
+    }
+
+    public static final int MREMAP_MAYMOVE = 1, MREMAP_FIXED = 2;
+
+    /** mremap(2) with a new address ({@link #MREMAP_FIXED}): the result address, or -1. */
+    public static long mremap(long oldAddr, long oldSize, long newSize, int flags, long newAddr) {
+        return sys(errnoSegment(), SYS_MREMAP, oldAddr, oldSize, newSize, flags, newAddr, 0);
     }
 
     public static int madvise(long addr, long length, int advice) {

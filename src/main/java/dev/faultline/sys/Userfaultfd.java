@@ -33,6 +33,8 @@ public final class Userfaultfd implements AutoCloseable {
     public static final long UFFDIO_WRITEPROTECT = Ioc.iowr(UFFDIO, 0x06, 24);
     public static final long UFFDIO_CONTINUE = Ioc.iowr(UFFDIO, 0x07, UffdioContinueLayout.SIZE);
     /** On /dev/userfaultfd: creates a userfaultfd; the argument is the userfaultfd(2) flags. */
+    /** struct uffdio_poison is laid out as struct uffdio_zeropage: range, mode, updated (32 bytes). */
+    public static final long UFFDIO_POISON = Ioc.iowr(UFFDIO, 0x08, UffdioZeropageLayout.SIZE);
     public static final long USERFAULTFD_IOC_NEW = Ioc.io(UFFDIO, 0x00);
 
     /** UFFD_FEATURE_* bits, in bit order; {@link #FEATURE_NAMES} names them. */
@@ -233,8 +235,18 @@ public final class Userfaultfd implements AutoCloseable {
     }
 
     /**
+     * UFFDIO_POISON (UFFD_FEATURE_POISON, Linux 6.6): puts a poison marker in the page table entries of
+     * the missing pages of [start, start+len), so that any later access, a CPU's or get_user_pages'
+     * (KVM's), fails as a hardware-poisoned page would (VM_FAULT_HWPOISON) until the range is unmapped.
+     * A present page is EEXIST. Results as {@link #copy}.
+     */
+    public long poison(Caller c, long start, long len, long mode) {
+        return rangeIoctl(c, UFFDIO_POISON, "UFFDIO_POISON", start, len, mode);
+    }
+
+    /**
      * The ioctls whose argument is a range, a mode and the bytes done: struct uffdio_zeropage and
-     * struct uffdio_continue have the same layout (checked in LayoutsTest).
+     * struct uffdio_continue (and struct uffdio_poison) have the same layout (checked in LayoutsTest).
      */
     private long rangeIoctl(Caller c, long request, String name, long start, long len, long mode) {
         MemorySegment s = c.scratch;

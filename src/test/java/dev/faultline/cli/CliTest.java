@@ -117,4 +117,39 @@ class CliTest {
         assertEquals(2, m.code());
         assertTrue(m.err().contains("restore"), m.err());
     }
+
+    @Test
+    void shouldStopAtAPoisonedPageAlikeOnKvmAndRef() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(java.nio.file.Files.isWritable(java.nio.file.Path.of("/dev/kvm")), "skipped: needs /dev/kvm");
+        CliCapture.Outcome ref = cli("run", "--workload", "seq-write", "--mem", "16M", "--backend", "ref", "--poison", "0x800000", "--json");
+        CliCapture.Outcome kvm = cli("run", "--workload", "seq-write", "--mem", "16M", "--backend", "kvm", "--poison", "0x800000", "--json");
+        for (CliCapture.Outcome o : new CliCapture.Outcome[] {ref, kvm}) {
+            assertEquals(1, o.code(), o.err());
+            JsonNode v = o.json().get("vcpus").get(0);
+            assertEquals("unresolved_memory_fault", v.get("outcome").asText(), v.toString());
+            JsonNode f = v.get("memory_faults").get(0);
+            assertEquals("EHWPOISON", f.get("errno").asText());
+            assertEquals("0x800000", f.get("gpa").asText());
+            assertEquals("0x2", f.get("flags").asText());
+        }
+        assertEquals(ref.json().get("ram_sha256").asText(), kvm.json().get("ram_sha256").asText(),
+                "the page whose data the poison took reads as zeros afterwards on both backends");
+    }
+
+    @Test
+    void shouldReplaceAPoisonedCodePageFromItsCleanCopyAlikeOnKvmAndRef() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(java.nio.file.Files.isWritable(java.nio.file.Path.of("/dev/kvm")), "skipped: needs /dev/kvm");
+        CliCapture.Outcome ref = cli("run", "--workload", "seq-write", "--mem", "16M", "--backend", "ref", "--poison", "0x200000", "--json");
+        CliCapture.Outcome kvm = cli("run", "--workload", "seq-write", "--mem", "16M", "--backend", "kvm", "--poison", "0x200000", "--json");
+        for (CliCapture.Outcome o : new CliCapture.Outcome[] {ref, kvm}) {
+            assertEquals(0, o.code(), o.err());
+            JsonNode v = o.json().get("vcpus").get(0);
+            assertEquals("done", v.get("outcome").asText(), v.toString());
+            JsonNode f = v.get("memory_faults").get(0);
+            assertEquals("EHWPOISON 0x4 0x200000", f.get("errno").asText() + " " + f.get("flags").asText() + " " + f.get("gpa").asText(),
+                    "the first instruction fetch from the poisoned code page");
+            assertEquals("replaced the poisoned page from its clean copy", f.get("resolution").asText());
+        }
+        assertEquals(ref.json().get("ram_sha256").asText(), kvm.json().get("ram_sha256").asText());
+    }
 }

@@ -32,6 +32,7 @@ class IoctlNumbersTest {
     void shouldEncodeKvmVcpuIoctlsAsTheHeadersDo() {
         assertEquals(0xAE80L, Kvm.KVM_RUN);
         assertEquals(0x8090AE81L, Kvm.KVM_GET_REGS);
+        assertEquals(0xC018AE85L, Kvm.KVM_TRANSLATE);
         assertEquals(0x4090AE82L, Kvm.KVM_SET_REGS);
         assertEquals(0x8138AE83L, Kvm.KVM_GET_SREGS);
         assertEquals(0x4138AE84L, Kvm.KVM_SET_SREGS);
@@ -49,6 +50,7 @@ class IoctlNumbersTest {
         assertEquals(0xC020AA04L, Userfaultfd.UFFDIO_ZEROPAGE);
         assertEquals(0xC018AA06L, Userfaultfd.UFFDIO_WRITEPROTECT);
         assertEquals(0xC020AA07L, Userfaultfd.UFFDIO_CONTINUE);
+        assertEquals(0xC020AA08L, Userfaultfd.UFFDIO_POISON);
         assertEquals(0xAA00L, Userfaultfd.USERFAULTFD_IOC_NEW);
     }
 

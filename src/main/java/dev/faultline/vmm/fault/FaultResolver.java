@@ -48,6 +48,8 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
     private final FaultPlan plan;
     private final int vcpus;
     private final String[] last;
+    /** Poisoned pages not replaced yet (from {@link FaultPlan#poison()}). */
+    private final java.util.Set<Long> unreplaced = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private Vm vm;
     private MemorySegment ram;
     private long ramSize;
@@ -77,10 +79,6 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
         if (plan.exitOnMissing()) {
             return "--exit-on-missing needs the EXIT_ON_MISSING memslot flag, which upstream KVM never merged "
                     + "(demand paging on kvm goes through userfaultfd); use --backend ref";
-        }
-        if (!plan.poison().isEmpty()) {
-            return "--poison needs a way to poison a host page: on kvm that is madvise(MADV_HWPOISON), which needs CAP_SYS_ADMIN "
-                    + "and makes KVM send SIGBUS to the vCPU thread (the JVM cannot survive it); use --backend ref";
         }
         if (plan.hasPrivate() && (hv.checkExtension(Caps.VM_TYPES) & (1L << Caps.VM_TYPE_SW_PROTECTED)) == 0) {
             return String.format("--private needs a VM type with memory attributes; this kernel offers KVM_CAP_VM_TYPES = 0x%x "
@@ -140,13 +138,30 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
             for (long g = plan.privateGpa(); g < plan.privateGpa() + plan.privateSize(); g += 4096) setPrivateBit(g, true);
             vm.enableCap(Caps.EXIT_HYPERCALL, PrivateMemory.EXIT_HYPERCALL_MAP_GPA_RANGE);
         }
-        for (long p : plan.poison()) vm.injectPoison(p);
+        for (long p : plan.poison()) {
+            vm.injectPoison(p);
+            unreplaced.add(p & ~0xfffL);
+        }
         if (plan.memfaultReasons() != -1) vm.enableCap(Caps.FAULTLINE_MEMORY_FAULT_EXIT, plan.memfaultReasons());
         if (plan.asyncPf()) {
             backgroundFault = new VcpuExit.MemoryFault();
             vm.enableAsyncPageFaults(this::resolveInBackground, false);
         }
-        return () -> {};
+        return this::replaceLeftoverPoison;
+    }
+
+    /**
+     * After the last vCPU stopped: pages still poisoned (their data lost, no clean copy) become zero
+     * pages, so that the host can read and hash RAM (on kvm a host read of a poisoned page is a SIGBUS
+     * the JVM does not survive) and the hash is the same on every backend. No guest runs any more.
+     */
+    private void replaceLeftoverPoison() {
+        synchronized (unreplaced) {
+            if (unreplaced.isEmpty()) return;
+            MemorySegment zeros = MemorySegment.ofArray(new byte[4096]);
+            for (long page : unreplaced) vm.replacePoisoned(page, zeros);
+            unreplaced.clear();
+        }
     }
 
     /** On the backend's async worker thread (one thread): installs like a fault of an extra "vCPU". */
@@ -171,8 +186,12 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
                 return String.format("the poisoned page at gpa 0x%x has no clean copy (it was not loaded by the VMM), so its "
                         + "data is lost; not replacing it with anything made up", page);
             }
-            MemorySegment.copy(copy, 0, ram, ValueLayout.JAVA_BYTE, page, copy.length);
-            vm.clearPoison(page);
+            synchronized (unreplaced) { // vCPUs that hit the same page: one replaces it, the others find it done
+                if (unreplaced.contains(page)) {
+                    vm.replacePoisoned(page, MemorySegment.ofArray(copy));
+                    unreplaced.remove(page);
+                }
+            }
             last[vcpuIndex] = REPLACED;
             return null;
         }

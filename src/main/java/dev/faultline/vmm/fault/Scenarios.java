@@ -351,24 +351,8 @@ public final class Scenarios {
 
     // ---------------------------------------------------------------- poison
 
-    private static String noPoison() {
-        boolean admin = false;
-        try {
-            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/status"))) {
-                if (line.startsWith("CapEff:")) admin = (Long.parseUnsignedLong(line.substring(7).trim(), 16) & (1L << 21)) != 0;
-            }
-        } catch (java.io.IOException | NumberFormatException e) {
-            admin = false;
-        }
-        return "poisoning a host page on Linux is madvise(MADV_HWPOISON) (this process " + (admin ? "has" : "lacks")
-                + " CAP_SYS_ADMIN); KVM then sends SIGBUS to the vCPU thread rather than filling a memory-fault exit for ordinary "
-                + "memory (EHWPOISON with exit data is upstream only for guest_memfd, which needs a VM type this kernel lacks), "
-                + "and the JVM cannot survive that SIGBUS, so faultline does not inject poison on kvm";
-    }
-
     static ScenarioResult poisonReplace(Hypervisor hv) {
         ScenarioResult res = new ScenarioResult("poison-replace", hv.name(), byName("poison-replace").description());
-        if (!isRef(hv)) return res.notSupported("EHWPOISON exits and replacement", noPoison());
         Assembler a = new Assembler(LOAD);
         a.mov(RAX, abs(64, DATA)).add(RAX, 1).mov(abs(64, DATA), RAX).hlt();
         FaultPlan plan = new FaultPlan(false, List.of(DATA), -1, 0, -1, false, List.of());
@@ -384,7 +368,6 @@ public final class Scenarios {
 
     static ScenarioResult poisonStop(Hypervisor hv) {
         ScenarioResult res = new ScenarioResult("poison-stop", hv.name(), byName("poison-stop").description());
-        if (!isRef(hv)) return res.notSupported("EHWPOISON exits and the stop report", noPoison());
         Assembler a = new Assembler(LOAD);
         a.mov(abs(64, 0x500000), 7).hlt();
         FaultPlan plan = new FaultPlan(false, List.of(0x500000L), -1, 0, -1, false, List.of());

@@ -44,4 +44,28 @@ class ScenariosTest {
             }
         }
     }
+
+    /** Poison on kvm is a userfaultfd poison marker: where the kernel offers it, both poison scenarios hold as on ref. */
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"poison-replace", "poison-stop"})
+    void shouldHoldThePoisonScenariosOnKvm(String name) {
+        KvmHypervisor hv;
+        try {
+            hv = KvmHypervisor.open();
+        } catch (ErrnoException | UnsupportedOperationException e) {
+            assumeTrue(false, "skipped: /dev/kvm is not usable here (" + e.getMessage() + ")");
+            return;
+        }
+        try (hv) {
+            long features;
+            try {
+                features = dev.faultline.sys.Userfaultfd.offeredFeatures(dev.faultline.sys.Userfaultfd.Source.SYSCALL);
+            } catch (ErrnoException e) {
+                features = 0;
+            }
+            assumeTrue((features & dev.faultline.sys.Userfaultfd.FEATURE_POISON) != 0, "skipped: userfaultfd lacks UFFD_FEATURE_POISON");
+            ScenarioResult r = Scenarios.byName(name).run().apply(hv);
+            assertEquals("held", r.verdict(), () -> String.join("\n", r.lines()));
+        }
+    }
 }
