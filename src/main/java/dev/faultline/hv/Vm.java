@@ -75,11 +75,11 @@ public interface Vm extends AutoCloseable {
      * This default writes the contents into the slot's host memory, then clears the mark (a backend
      * whose poison is a mark); kvm moves a fresh page over the poisoned one.
      */
-    default void replacePoisoned(long gpa, java.lang.foreign.MemorySegment contents) {
+    default void replacePoisoned(long gpa, MemorySegment contents) {
         long page = gpa & ~0xfffL;
         MemorySlot s = slotAt(page);
         if (s == null) throw new IllegalArgumentException(String.format("gpa 0x%x is in no memslot", page));
-        java.lang.foreign.MemorySegment.copy(contents, 0, java.lang.foreign.MemorySegment.ofAddress(s.hva(page)).reinterpret(4096), 0, 4096);
+        MemorySegment.copy(contents, 0, MemorySegment.ofAddress(s.hva(page)).reinterpret(4096), 0, 4096);
         clearPoison(page);
     }
 

@@ -173,11 +173,13 @@ public final class KvmVcpu implements Vcpu {
     private long poisonedFetch() {
         if (!vm.hasPoison()) return -1;
         long linear = getSregs().cs().base() + getRegs(fetchRegs).rip;
-        for (long at : new long[] {linear, linear + 14}) { // an instruction is at most 15 bytes: it may cross into the next page
-            long gpa = Kvm.translate(capture, fd, at, translateBuf, subject);
-            if (gpa != -1 && vm.isPoisoned(gpa)) return gpa & ~0xfffL;
-        }
-        return -1;
+        long gpa = poisonedPageAt(linear);
+        return gpa != -1 ? gpa : poisonedPageAt(linear + 14); // at most 15 bytes: it may cross into the next page
+    }
+
+    private long poisonedPageAt(long linear) {
+        long gpa = Kvm.translate(capture, fd, linear, translateBuf, subject);
+        return gpa != -1 && vm.isPoisoned(gpa) ? gpa & ~0xfffL : -1;
     }
 
     /** Blocks the kick signal in the driving thread and gives KVM the mask to run with (without it). */

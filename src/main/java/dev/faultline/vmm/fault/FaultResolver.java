@@ -15,7 +15,8 @@ import dev.faultline.sys.Errno;
 import dev.faultline.vmm.MemoryFaultHandler;
 import dev.faultline.vmm.MemoryPreparer;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLongArray;
 
 /**
@@ -49,7 +50,7 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
     private final int vcpus;
     private final String[] last;
     /** Poisoned pages not replaced yet (from {@link FaultPlan#poison()}). */
-    private final java.util.Set<Long> unreplaced = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    private final Set<Long> unreplaced = ConcurrentHashMap.newKeySet();
     private Vm vm;
     private MemorySegment ram;
     private long ramSize;
@@ -186,13 +187,15 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
                 return String.format("the poisoned page at gpa 0x%x has no clean copy (it was not loaded by the VMM), so its "
                         + "data is lost; not replacing it with anything made up", page);
             }
+            boolean replacedHere = false;
             synchronized (unreplaced) { // vCPUs that hit the same page: one replaces it, the others find it done
                 if (unreplaced.contains(page)) {
                     vm.replacePoisoned(page, MemorySegment.ofArray(copy));
                     unreplaced.remove(page);
+                    replacedHere = true;
                 }
             }
-            last[vcpuIndex] = REPLACED;
+            last[vcpuIndex] = replacedHere ? REPLACED : ALREADY;
             return null;
         }
         if (fault.errno() != Errno.EFAULT) return "unexpected errno " + Errno.name(fault.errno());

@@ -27,14 +27,7 @@ class ScenariosTest {
     @ParameterizedTest
     @MethodSource("names")
     void shouldSayPlainlyWhatKvmCannotDoAndFailNothing(String name) {
-        KvmHypervisor hv;
-        try {
-            hv = KvmHypervisor.open();
-        } catch (ErrnoException | UnsupportedOperationException e) {
-            assumeTrue(false, "skipped: /dev/kvm is not usable here (" + e.getMessage() + ")");
-            return;
-        }
-        try (hv) {
+        try (KvmHypervisor hv = kvmOrSkip()) {
             ScenarioResult r = Scenarios.byName(name).run().apply(hv);
             assertFalse(r.failed(), () -> String.join("\n", r.lines()));
             for (ScenarioResult.Check c : r.checks()) {
@@ -49,14 +42,7 @@ class ScenariosTest {
     @ParameterizedTest
     @org.junit.jupiter.params.provider.ValueSource(strings = {"poison-replace", "poison-stop"})
     void shouldHoldThePoisonScenariosOnKvm(String name) {
-        KvmHypervisor hv;
-        try {
-            hv = KvmHypervisor.open();
-        } catch (ErrnoException | UnsupportedOperationException e) {
-            assumeTrue(false, "skipped: /dev/kvm is not usable here (" + e.getMessage() + ")");
-            return;
-        }
-        try (hv) {
+        try (KvmHypervisor hv = kvmOrSkip()) {
             long features;
             try {
                 features = dev.faultline.sys.Userfaultfd.offeredFeatures(dev.faultline.sys.Userfaultfd.Source.SYSCALL);
@@ -66,6 +52,15 @@ class ScenariosTest {
             assumeTrue((features & dev.faultline.sys.Userfaultfd.FEATURE_POISON) != 0, "skipped: userfaultfd lacks UFFD_FEATURE_POISON");
             ScenarioResult r = Scenarios.byName(name).run().apply(hv);
             assertEquals("held", r.verdict(), () -> String.join("\n", r.lines()));
+        }
+    }
+
+    private static KvmHypervisor kvmOrSkip() {
+        try {
+            return KvmHypervisor.open();
+        } catch (ErrnoException | UnsupportedOperationException e) {
+            assumeTrue(false, "skipped: /dev/kvm is not usable here (" + e.getMessage() + ")");
+            throw e;
         }
     }
 }
