@@ -98,17 +98,20 @@ final class BenchPagingCommand implements Callable<Integer> {
     @Option(names = "--handlers", description = "uffd handler threads, one userfaultfd each (default: one per vCPU).")
     Integer handlers;
 
-    @Option(names = "--spin-us", defaultValue = "0",
+    @Option(names = "--spin-us",
             description = "Microseconds a handler spins on non-blocking reads after its last event before sleeping in poll() "
-                    + "(a spinning handler never sleeps in read()). Default: ${DEFAULT-VALUE}: here a spinning handler on the "
-                    + "other CPU turns every wake-up of its vCPU into a cross-CPU interrupt (docs/paging.md).")
-    long spinMicros;
+                    + "(a spinning handler never sleeps in read()). Default: " + DEFAULT_IDLE_SPIN_US + " with --prefetch none and "
+                    + "each handler paired with its vCPU (it then spins at SCHED_IDLE, on its vCPU's CPU, only while that CPU "
+                    + "has nothing else to run: while the vCPU waits for its page), else 0: a spinning handler on the other CPU "
+                    + "turns every wake-up of its vCPU into a cross-CPU interrupt (docs/paging.md).")
+    Long spinOption;
 
     @Option(names = "--handler-sched",
-            description = "How uffd handler threads are scheduled: normal, nice:N, or fifo:P (SCHED_FIFO priority P; not with "
-                    + "--spin-us). Default: nice:-5 when the handlers sleep in read() (they run only to serve a fault, and a woken "
-                    + "handler then does not queue behind other work on its CPU; normal if the kernel refuses, noted in the "
-                    + "output), normal when they also prefetch in the background.")
+            description = "How uffd handler threads are scheduled: normal, idle (SCHED_IDLE), nice:N, or fifo:P (SCHED_FIFO "
+                    + "priority P; not with --spin-us). Default: idle for the spinning handlers of --prefetch none (above); "
+                    + "nice:-5 when the handlers sleep in read() (they run only to serve a fault, and a woken handler then does "
+                    + "not queue behind other work on its CPU; normal if the kernel refuses, noted in the output); normal when "
+                    + "they also prefetch in the background (SCHED_IDLE would starve the readahead).")
     String handlerSched;
 
     @Option(names = "--handler-wait",
@@ -187,7 +190,7 @@ final class BenchPagingCommand implements Callable<Integer> {
                 out.put("handlers", delivery.equals("blocking") ? 1 : 0);
             } else {
                 out.put("handlers", handlerCount());
-                out.put("spin_us", spinMicros);
+                out.put("spin_us", spinMicros());
                 out.put("pinning", pin);
                 out.put("handler_scheduling", handlerScheduling().toString());
                 try {
@@ -443,7 +446,8 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (prefetch.equals("replay") && workingSet == null) throw new UserError("--prefetch replay needs --working-set FILE (record one with --record-working-set)");
         if (!pin.equals("none") && !pin.equals("paired")) throw new UserError("--pin is none or paired, not '" + pin + "'");
         if (pin.equals("paired") && handlerCount() != vcpus) throw new UserError("--pin paired needs one handler per vCPU");
-        if (spinMicros < 0) throw new UserError("--spin-us must not be negative");
+        if (spinOption != null && spinOption < 0) throw new UserError("--spin-us must not be negative");
+        long spinMicros = spinMicros();
         handlerWaiting();
         if (handlerWait.equals("read") && spinMicros > 0) {
             throw new UserError("--handler-wait read with --spin-us " + spinMicros + ": a handler sleeping in read() does not spin; use --handler-wait poll");
@@ -463,7 +467,7 @@ final class BenchPagingCommand implements Callable<Integer> {
             throw new UserError("the ref backend has no userfaultfd: use --delivery exit (the vCPU serves its own memory-fault exit) "
                     + "or --delivery blocking (the vCPU sleeps while a handler thread serves)");
         }
-        String kvmOnly = cBaseline ? "--c-baseline (a KVM program)" : handlers != null ? "--handlers" : spinMicros != 0 ? "--spin-us"
+        String kvmOnly = cBaseline ? "--c-baseline (a KVM program)" : handlers != null ? "--handlers" : spinOption != null ? "--spin-us"
                 : pin != null ? "--pin" : handlerSched != null ? "--handler-sched" : !handlerWait.equals("auto") ? "--handler-wait" : !backing.equals("anonymous") ? "--backing" : zeropage ? "--zeropage" : null;
         if (kvmOnly != null) throw new UserError(kvmOnly + " is for userfaultfd delivery on kvm; the ref backend pages through memory-fault exits");
         if (readahead != null) {
@@ -493,18 +497,34 @@ final class BenchPagingCommand implements Callable<Integer> {
     /** The userfaultfd configuration of a run, with handler parts starting at {@code splits}. */
     private UffdPager.Config uffdConfig(List<Long> splits) {
         return new UffdPager.Config(backing.equals("memfd") ? UffdPager.Mode.MINOR : UffdPager.Mode.MISSING, handlerCount(),
-                TimeUnit.MICROSECONDS.toNanos(spinMicros), zeropage, splits,
+                TimeUnit.MICROSECONDS.toNanos(spinMicros()), zeropage, splits,
                 pin.equals("paired") ? UffdPager.Pinning.PAIRED : UffdPager.Pinning.NONE, handlerScheduling(), handlerWaiting());
     }
 
     /** Default --handler-sched for handlers that sleep in read(): measured in docs/paging.md. */
     static final int DEFAULT_READ_HANDLER_NICE = -5;
+    /** Default spin of a SCHED_IDLE handler paired with its vCPU under --prefetch none (docs/paging.md, "Targets"). */
+    static final long DEFAULT_IDLE_SPIN_US = 100_000;
+
+    /**
+     * Whether the handlers spin at SCHED_IDLE by default: --prefetch none (a handler has nothing to do
+     * in the background, so SCHED_IDLE starves nothing) with each handler on its vCPU's CPU, and none of
+     * the three knobs given.
+     */
+    private boolean idleSpinByDefault() {
+        return spinOption == null && handlerSched == null && handlerWait.equals("auto") && prefetch.equals("none") && "paired".equals(pin);
+    }
+
+    private long spinMicros() {
+        return spinOption != null ? spinOption : idleSpinByDefault() ? DEFAULT_IDLE_SPIN_US : 0;
+    }
 
     /** --handler-sched, parsed (checked in checkArguments); the default depends on where the handlers sleep. */
     private ThreadPriority handlerScheduling() {
         if (handlerSched == null) {
+            if (idleSpinByDefault()) return ThreadPriority.IDLE;
             boolean sleepsInRead = handlerWait.equals("read")
-                    || handlerWait.equals("auto") && spinMicros == 0 && (prefetch.equals("none") || prefetch.equals("readahead") && readaheadAhead() == 0);
+                    || handlerWait.equals("auto") && spinMicros() == 0 && (prefetch.equals("none") || prefetch.equals("readahead") && readaheadAhead() == 0);
             return sleepsInRead ? ThreadPriority.nice(DEFAULT_READ_HANDLER_NICE) : ThreadPriority.NORMAL;
         }
         try {

@@ -260,7 +260,7 @@ public final class Libc {
         } catch (Throwable t) { throw rethrow(t); }
     }
 
-    public static final int SCHED_OTHER = 0, SCHED_FIFO = 1;
+    public static final int SCHED_OTHER = 0, SCHED_FIFO = 1, SCHED_IDLE = 5;
 
     /**
      * Sets the scheduling policy of the calling thread only (sched_setscheduler(0, policy, {priority})):

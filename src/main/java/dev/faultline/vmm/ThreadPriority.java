@@ -22,16 +22,20 @@ import dev.faultline.sys.Libc;
  * says so.
  */
 public record ThreadPriority(Policy policy, int value) {
-    public enum Policy { NORMAL, NICE, FIFO }
+    public enum Policy { NORMAL, NICE, FIFO, IDLE }
 
     public static final ThreadPriority NORMAL = new ThreadPriority(Policy.NORMAL, 0);
+    /** SCHED_IDLE: runs only when its CPU has nothing else to run; any wake-up of another thread there preempts it. */
+    public static final ThreadPriority IDLE = new ThreadPriority(Policy.IDLE, 0);
     public static final ThreadPriority FAULT_PATH = fifo(10);
     public static final ThreadPriority TRANSFER = nice(-10);
 
     public ThreadPriority {
         if (policy == Policy.FIFO && (value < 1 || value > 99)) throw new IllegalArgumentException("SCHED_FIFO priority is 1..99, got " + value);
         if (policy == Policy.NICE && (value < -20 || value > 19)) throw new IllegalArgumentException("nice is -20..19, got " + value);
-        if (policy == Policy.NORMAL && value != 0) throw new IllegalArgumentException("normal scheduling takes no value, got " + value);
+        if ((policy == Policy.NORMAL || policy == Policy.IDLE) && value != 0) {
+            throw new IllegalArgumentException(policy.name().toLowerCase(java.util.Locale.ROOT) + " scheduling takes no value, got " + value);
+        }
     }
 
     public static ThreadPriority fifo(int priority) { return new ThreadPriority(Policy.FIFO, priority); }
@@ -45,12 +49,13 @@ public record ThreadPriority(Policy policy, int value) {
         String v = text.trim().toLowerCase(java.util.Locale.ROOT);
         try {
             if (v.equals("normal")) return NORMAL;
+            if (v.equals("idle")) return IDLE;
             if (v.startsWith("nice:")) return nice(Integer.parseInt(v.substring(5)));
             if (v.startsWith("fifo:")) return fifo(Integer.parseInt(v.substring(5)));
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException("'" + text + "': the number after the colon is not an integer");
         }
-        throw new IllegalArgumentException("'" + text + "' is not normal, nice:N or fifo:P");
+        throw new IllegalArgumentException("'" + text + "' is not normal, idle, nice:N or fifo:P");
     }
 
     /** Applies this to the calling thread; returns 0 or the errno of the refusal (the thread is then unchanged). */
@@ -59,6 +64,7 @@ public record ThreadPriority(Policy policy, int value) {
             case NORMAL -> 0;
             case NICE -> Libc.niceCurrentThread(value);
             case FIFO -> Libc.scheduleCurrentThread(Libc.SCHED_FIFO, value);
+            case IDLE -> Libc.scheduleCurrentThread(Libc.SCHED_IDLE, 0);
         };
     }
 
@@ -80,6 +86,7 @@ public record ThreadPriority(Policy policy, int value) {
             case NORMAL -> "normal";
             case NICE -> "nice " + value;
             case FIFO -> "SCHED_FIFO " + value;
+            case IDLE -> "SCHED_IDLE";
         };
     }
 }

@@ -63,11 +63,25 @@ class ThreadPriorityTest {
     }
 
     @Test
+    void shouldRunAnIdleThreadUnderSchedIdleAndResetIt() throws Exception {
+        Object[] r = onFreshThread(() -> {
+            String got = ThreadPriority.IDLE.applyAndDescribe();
+            Sched during = Sched.current();
+            ThreadPriority.resetCurrentThread();
+            return new Object[] {got, during, Sched.current()};
+        });
+        assertEquals("SCHED_IDLE", r[0], "lowering a thread's policy needs no privilege");
+        assertEquals(new Sched(0, 5, 0), r[1]);
+        assertEquals(new Sched(0, 0, 0), r[2], "after the reset");
+    }
+
+    @Test
     void shouldParseTheCommandLineFormAndRefuseNonsense() {
         assertEquals(ThreadPriority.NORMAL, ThreadPriority.parse("normal"));
         assertEquals(ThreadPriority.nice(-5), ThreadPriority.parse("nice:-5"));
         assertEquals(ThreadPriority.fifo(10), ThreadPriority.parse(" FIFO:10 "));
-        for (String bad : new String[] {"fifo:0", "fifo:100", "nice:20", "nice:x", "rt:5", ""}) {
+        assertEquals(ThreadPriority.IDLE, ThreadPriority.parse("idle"));
+        for (String bad : new String[] {"fifo:0", "fifo:100", "nice:20", "nice:x", "rt:5", "idle:3", ""}) {
             assertThrows(IllegalArgumentException.class, () -> ThreadPriority.parse(bad), bad);
         }
     }
