@@ -1,5 +1,6 @@
 package dev.faultline.cli;
 
+import dev.faultline.sys.Libc;
 import dev.faultline.vmm.ThreadPriority;
 import dev.faultline.guest.BootProtocol;
 import dev.faultline.guest.BootSetup;
@@ -95,7 +96,8 @@ final class BenchPagingCommand implements Callable<Integer> {
     @Option(names = "--record-working-set", description = "Write the order of first touches to this file.")
     Path recordWorkingSet;
 
-    @Option(names = "--handlers", description = "uffd handler threads, one userfaultfd each (default: one per vCPU).")
+    @Option(names = "--handlers", description = "Handler threads (default: one per vCPU): on kvm uffd handlers, one userfaultfd "
+            + "each; on ref the threads of --delivery blocking (vCPU v served by thread v mod N).")
     Integer handlers;
 
     @Option(names = "--spin-us",
@@ -120,7 +122,8 @@ final class BenchPagingCommand implements Callable<Integer> {
                     + "or prefetches in the background (default: ${DEFAULT-VALUE}).", defaultValue = "auto")
     String handlerWait;
 
-    @Option(names = "--pin", description = "none, or paired: handler i and vCPU i share CPU i (default: paired with one handler per vCPU when every CPU has a vCPU or --prefetch none).")
+    @Option(names = "--pin", description = "none, or paired: handler i and vCPU i share CPU i (kvm default: paired with one handler per "
+            + "vCPU when every CPU has a vCPU or --prefetch none; ref default: paired, each vCPU with the CPU of its blocking handler).")
     String pin;
 
     @Option(names = "--backing", defaultValue = "anonymous",
@@ -187,7 +190,8 @@ final class BenchPagingCommand implements Callable<Integer> {
             Prefetch pf = prefetchPolicy();
             out.put("prefetch", Prefetch.describe(pf));
             if (isRef()) {
-                out.put("handlers", delivery.equals("blocking") ? 1 : 0);
+                out.put("handlers", delivery.equals("blocking") ? refHandlers(vcpus) : 0);
+                out.put("pinning", pin);
             } else {
                 out.put("handlers", handlerCount());
                 out.put("spin_us", spinMicros());
@@ -294,7 +298,7 @@ final class BenchPagingCommand implements Callable<Integer> {
     private String modeOf(String how) {
         return switch (how) {
             case "exit" -> "EXIT_ON_MISSING (userfault bitmap): the vCPU's own thread serves its memory-fault exit";
-            case "blocking" -> "EXIT_ON_MISSING (userfault bitmap): the vCPU sleeps while one handler thread serves (userfaultfd-like)";
+            case "blocking" -> "EXIT_ON_MISSING (userfault bitmap): the vCPU sleeps while a handler thread serves (userfaultfd-like)";
             default -> backing.equals("memfd") ? "MINOR (UFFDIO_CONTINUE)" : "MISSING (" + (zeropage ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY") + ")";
         };
     }
@@ -445,7 +449,7 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (!backing.equals("anonymous") && !backing.equals("memfd")) throw new UserError("--backing is anonymous or memfd, not '" + backing + "'");
         if (prefetch.equals("replay") && workingSet == null) throw new UserError("--prefetch replay needs --working-set FILE (record one with --record-working-set)");
         if (!pin.equals("none") && !pin.equals("paired")) throw new UserError("--pin is none or paired, not '" + pin + "'");
-        if (pin.equals("paired") && handlerCount() != vcpus) throw new UserError("--pin paired needs one handler per vCPU");
+        if (!isRef() && pin.equals("paired") && handlerCount() != vcpus) throw new UserError("--pin paired needs one handler per vCPU");
         if (spinOption != null && spinOption < 0) throw new UserError("--spin-us must not be negative");
         long spinMicros = spinMicros();
         handlerWaiting();
@@ -467,8 +471,13 @@ final class BenchPagingCommand implements Callable<Integer> {
             throw new UserError("the ref backend has no userfaultfd: use --delivery exit (the vCPU serves its own memory-fault exit) "
                     + "or --delivery blocking (the vCPU sleeps while a handler thread serves)");
         }
-        String kvmOnly = cBaseline ? "--c-baseline (a KVM program)" : handlers != null ? "--handlers" : spinOption != null ? "--spin-us"
-                : pin != null ? "--pin" : handlerSched != null ? "--handler-sched" : !handlerWait.equals("auto") ? "--handler-wait" : !backing.equals("anonymous") ? "--backing" : zeropage ? "--zeropage" : null;
+        if (handlers != null && delivery.equals("exit") && !compareDeliveries) {
+            throw new UserError("--handlers counts handler threads; --delivery exit has none (each vCPU serves its own memory-fault exit): "
+                    + "use it with --delivery blocking or --compare-deliveries");
+        }
+        if (handlers != null && handlers < 1) throw new UserError("--handlers must be at least 1");
+        String kvmOnly = cBaseline ? "--c-baseline (a KVM program)" : spinOption != null ? "--spin-us"
+                : handlerSched != null ? "--handler-sched" : !handlerWait.equals("auto") ? "--handler-wait" : !backing.equals("anonymous") ? "--backing" : zeropage ? "--zeropage" : null;
         if (kvmOnly != null) throw new UserError(kvmOnly + " is for userfaultfd delivery on kvm; the ref backend pages through memory-fault exits");
         if (readahead != null) {
             String[] p = readahead.split(":");
@@ -482,7 +491,7 @@ final class BenchPagingCommand implements Callable<Integer> {
             for (int n : vcpuCounts) if (n < 1 || n > BootProtocol.MAX_VCPUS) throw new UserError("--vcpu-counts must be 1.." + BootProtocol.MAX_VCPUS);
             if (recordWorkingSet != null) throw new UserError("--record-working-set records one run; use it without --compare-deliveries");
         }
-        pin = "none";
+        if (pin == null) pin = "paired";
     }
 
     private UffdPager.Waiting handlerWaiting() {
@@ -545,6 +554,9 @@ final class BenchPagingCommand implements Callable<Integer> {
     }
 
     private int handlerCount() { return handlers == null ? vcpus : handlers; }
+
+    /** Handler threads of ref's blocking delivery for {@code n} vCPUs: one per vCPU, or --handlers (at most n). */
+    private int refHandlers(int n) { return handlers == null ? n : Math.min(handlers, n); }
 
     private Prefetch prefetchPolicy() {
         return switch (prefetch) {
@@ -627,7 +639,7 @@ final class BenchPagingCommand implements Callable<Integer> {
         int n = setup.vcpus();
         FaultCore core = new FaultCore(src, base, setup.ram() - base, n, pf, recordWorkingSet != null);
         if (!how.equals("uffd")) {
-            RefPaging paging = new RefPaging(core, how.equals("blocking"), setup.workload().image(), n);
+            RefPaging paging = new RefPaging(core, how.equals("blocking"), refHandlers(n), pin.equals("paired"), setup.workload().image(), n);
             Result r = run(hv, setup, paging, paging, core, keepRam);
             r.vcpuWait = paging.vcpuWait;
             r.extra.put("installed_exactly_once", paging.checkExactlyOnce());
@@ -684,15 +696,19 @@ final class BenchPagingCommand implements Callable<Integer> {
     private static final class RefPaging implements MemoryPreparer, MemoryFaultHandler {
         private final FaultCore core;
         private final boolean blocking;
+        private final int blockingHandlers;
+        private final boolean paired;
         private final GuestImage image;
         final Histogram[] vcpuWait;
         private UserfaultBitmap missing;
         private long missingAtStart;
         private MemoryFaultHandler delivery;   // set in prepare(), before any vCPU thread starts
 
-        RefPaging(FaultCore core, boolean blocking, GuestImage image, int vcpus) {
+        RefPaging(FaultCore core, boolean blocking, int blockingHandlers, boolean paired, GuestImage image, int vcpus) {
             this.core = core;
             this.blocking = blocking;
+            this.blockingHandlers = blockingHandlers;
+            this.paired = paired;
             this.image = image;
             this.vcpuWait = new Histogram[vcpus];
             for (int i = 0; i < vcpus; i++) vcpuWait[i] = new Histogram(dev.faultline.paging.LaneStats.MAX_NANOS, 3);
@@ -710,7 +726,9 @@ final class BenchPagingCommand implements Callable<Integer> {
             missingAtStart = missing.missingPages();
             c.vm().setMemorySlot(c.vm().slotAt(base).withUserfault(missing));
             BlockingFaultHandler handler = null;
-            if (blocking) delivery = handler = new BlockingFaultHandler(core, c.ram().memory(), c.vcpus(), missing::markPresent);
+            if (blocking) {
+                delivery = handler = new BlockingFaultHandler(core, c.ram().memory(), c.vcpus(), missing::markPresent, blockingHandlers, paired);
+            }
             else delivery = new ExitFaultHandler(core, c.ram().memory(), c.vcpus(), missing::markPresent);
             Thread prefetcher = null;
             AtomicBoolean stop = new AtomicBoolean();
@@ -724,14 +742,24 @@ final class BenchPagingCommand implements Callable<Integer> {
             }
             BlockingFaultHandler toClose = handler;
             Thread toJoin = prefetcher;
-            return () -> {
-                stop.set(true);
-                if (toClose != null) toClose.close();
-                if (toJoin != null) {
-                    try {
-                        toJoin.join();
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
+            return new Session() {
+                @Override
+                public void vcpuThreadStarted(int index) {
+                    // paired: a vCPU on its blocking handler's CPU (exit delivery: vCPU i on CPU i, likewise)
+                    if (toClose != null) toClose.pinVcpuThread(index);
+                    else if (paired) Libc.pinCurrentThread(index % Runtime.getRuntime().availableProcessors());
+                }
+
+                @Override
+                public void close() {
+                    stop.set(true);
+                    if (toClose != null) toClose.close();
+                    if (toJoin != null) {
+                        try {
+                            toJoin.join();
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                        }
                     }
                 }
             };

@@ -94,21 +94,30 @@ class ExitDeliveryTest {
         }
     }
 
-    @Test
-    void shouldServeEveryVcpuThroughOneHandlerThreadInBlockingDelivery() throws Exception {
+    /** 4 vCPUs hammering shared pages, served by 1, 2 or 4 handler threads (lanes) racing on them: each page filled once. */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(ints = {1, 2, 4})
+    void shouldServeEveryVcpuThroughItsHandlerThreadInBlockingDelivery(int handlers) throws Exception {
         int vcpus = 4;
         StampSource source = new StampSource(BASE, PAGES);
         CountingHook hook = new CountingHook();
         try (HostMemory ram = HostMemory.anonymous(SIZE)) {
             FaultCore core = new FaultCore(source, BASE, PAGES * FaultCore.PAGE, vcpus, Prefetch.NONE, false);
-            try (BlockingFaultHandler handler = new BlockingFaultHandler(core, ram, vcpus, hook)) {
+            try (BlockingFaultHandler handler = handlers == vcpus ? new BlockingFaultHandler(core, ram, vcpus, hook)
+                    : new BlockingFaultHandler(core, ram, vcpus, hook, handlers, handlers == 2)) {
+                assertEquals(handlers, handler.handlers());
                 hammer(handler, vcpus);
             }
             assertEquals(PAGES, source.totalFills());
             for (int p = 0; p < PAGES; p++) assertEquals(1, source.fills.get(p), "fills of page " + p);
-            assertEquals(1, core.lanes().size(), "one handler lane serves every vCPU");
+            assertEquals(handlers, core.lanes().size(), "one lane per handler thread");
+            long installed = 0;
+            for (FaultCore.Lane l : core.lanes()) installed += l.stats().pagesInstalled();
+            assertEquals(PAGES, installed, "every page installed by exactly one of the handlers");
             assertPagesHoldSource(ram);
         }
+        FaultCore other = new FaultCore(new StampSource(BASE, PAGES), BASE, PAGES * FaultCore.PAGE, vcpus, Prefetch.NONE, false);
+        assertThrows(IllegalArgumentException.class, () -> new BlockingFaultHandler(other, null, vcpus, hook, vcpus + 1, false), "more threads than vCPUs");
     }
 
     @Test
