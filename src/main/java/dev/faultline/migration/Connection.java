@@ -137,6 +137,8 @@ public final class Connection implements AutoCloseable {
                 }
             }
             bytesSent.addAndGet(Protocol.HEADER_BYTES + len);
+        } catch (java.nio.channels.ClosedChannelException e) {
+            throw new ProtocolException(peer() + ": the connection was closed on this side while it sent " + Protocol.typeName(type) + " #" + sendSeq, e);
         } catch (IOException e) {
             throw new ProtocolException(peer() + ": sending " + Protocol.typeName(type) + " #" + sendSeq + " failed: " + e.getMessage(), e);
         }
@@ -148,17 +150,21 @@ public final class Connection implements AutoCloseable {
      * when it has passed.
      */
     private long await(Selector selector, long deadline) throws IOException {
-        int timeout = timeoutMillis;
-        if (timeout == 0) {
-            selector.select(NOTHING, 0);
-            return 0;
+        try {
+            int timeout = timeoutMillis;
+            if (timeout == 0) {
+                selector.select(NOTHING, 0);
+                return 0;
+            }
+            long now = System.nanoTime();
+            if (deadline == 0) deadline = now + timeout * 1_000_000L;
+            long left = deadline - now;
+            if (left <= 0) return -1;
+            selector.select(NOTHING, Math.max(1, left / 1_000_000));
+            return deadline;
+        } catch (java.nio.channels.ClosedSelectorException e) { // close() on another thread while this one waited
+            throw new java.nio.channels.AsynchronousCloseException();
         }
-        long now = System.nanoTime();
-        if (deadline == 0) deadline = now + timeout * 1_000_000L;
-        long left = deadline - now;
-        if (left <= 0) return -1;
-        selector.select(NOTHING, Math.max(1, left / 1_000_000));
-        return deadline;
     }
 
     /**
@@ -260,6 +266,9 @@ public final class Connection implements AutoCloseable {
                     ? peer() + " closed the connection while this side waited for " + waitingFor
                     : peer() + ": truncated message: the connection ended after " + got + " of " + (buf.limit() - start) + " bytes of " + part(seq, type, len)
                     + "; nothing of it was used", e);
+        } catch (java.nio.channels.ClosedChannelException e) {
+            throw new ProtocolException(peer() + ": the connection was closed on this side while it waited for " + waitingFor
+                    + " (" + part(seq, type, len) + ")", e);
         } catch (IOException e) {
             throw new ProtocolException(peer() + ": reading " + part(seq, type, len) + " failed: " + e.getMessage(), e);
         }

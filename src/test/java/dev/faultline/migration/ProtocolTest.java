@@ -2,6 +2,8 @@ package dev.faultline.migration;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -181,5 +183,31 @@ class ProtocolTest {
         c.update(f.array(), Protocol.HEADER_BYTES, payload.length);
         f.putInt(Protocol.OFF_CRC, (int) c.getValue());
         return f.array();
+    }
+
+    /** A thread waiting in receive() when its own side closes the connection gets a ProtocolException, never an NIO internal. */
+    @Test
+    void shouldEndAReceiveWaitingWhenThisSideClosesWithAProtocolException() throws Exception {
+        for (int round = 0; round < 20; round++) {
+            ServerSocket srv = MigrationDestination.listen("127.0.0.1", 0);
+            Connection x = new Connection(SocketChannel.open(new InetSocketAddress(InetAddress.getLoopbackAddress(), srv.getLocalPort())).socket(), 0);
+            Connection y = new Connection(srv.accept(), 0);
+            java.util.concurrent.atomic.AtomicReference<Throwable> thrown = new java.util.concurrent.atomic.AtomicReference<>();
+            Thread waiter = Thread.ofPlatform().start(() -> {
+                try {
+                    x.receive("a page request");
+                } catch (Throwable t) {
+                    thrown.set(t);
+                }
+            });
+            Thread.sleep(round % 4); // close at different points of the wait
+            x.close();
+            waiter.join(5_000);
+            assertFalse(waiter.isAlive(), "the receive ended");
+            assertInstanceOf(ProtocolException.class, thrown.get(), String.valueOf(thrown.get()));
+            assertTrue(thrown.get().getMessage().contains("closed"), thrown.get().getMessage());
+            y.close();
+            srv.close();
+        }
     }
 }
