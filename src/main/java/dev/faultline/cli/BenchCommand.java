@@ -4,7 +4,8 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /** `faultline bench ...`: benchmarks that print figures (and one JSON object with --json). */
-@Command(name = "bench", mixinStandardHelpOptions = true,
+@Command(name = "bench", header = "Benchmarks (paging, interp), each with --json figures.",
+        mixinStandardHelpOptions = true,
         description = "Benchmarks. Each prints its figures, or one JSON object with --json.",
         subcommands = {BenchInterpCommand.class, BenchPagingCommand.class})
 final class BenchCommand implements Runnable {

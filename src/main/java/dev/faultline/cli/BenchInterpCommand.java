@@ -15,7 +15,8 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "interp", mixinStandardHelpOptions = true, sortOptions = false,
+@Command(name = "interp", header = "Guest instructions per second of the ref interpreter, and the same loop on kvm.",
+        mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Guest instructions per second of the ref interpreter on a loop without faults or exits",
                 "(add, xor, dec, jnz: 4 instructions per iteration), after a warm-up run, and the same program's",
                 "time on KVM beside it. KVM's count is the program's known instruction count (4 per iteration + 3).",

@@ -54,7 +54,8 @@ import org.HdrHistogram.Histogram;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "paging", mixinStandardHelpOptions = true,
+@Command(name = "paging", header = "Demand-paging benchmark: pages per second and fault latency, against baselines.",
+        mixinStandardHelpOptions = true,
         description = {"Demand-paging benchmark: each vCPU touches one word of every page of its own region (seq-write,",
                 "as the kernel's demand_paging_test), with every first touch served by faultline's fault core.",
                 "Reports pages/s overall and per vCPU, fault-latency percentiles per vCPU (HdrHistogram) and",
@@ -100,7 +101,7 @@ final class BenchPagingCommand implements Callable<Integer> {
             + "each; on ref the threads of --delivery blocking (vCPU v served by thread v mod N).")
     Integer handlers;
 
-    @Option(names = "--spin-us",
+    @Option(names = "--spin-us", paramLabel = "MICROSECONDS",
             description = "Microseconds a handler spins on non-blocking reads after its last event before sleeping in poll() "
                     + "(a spinning handler never sleeps in read()). Default: " + DEFAULT_IDLE_SPIN_US + " with --prefetch none and "
                     + "each handler paired with its vCPU (it then spins at SCHED_IDLE, on its vCPU's CPU, only while that CPU "
@@ -155,7 +156,7 @@ final class BenchPagingCommand implements Callable<Integer> {
             description = "vCPU counts of --compare-deliveries (default: ${DEFAULT-VALUE}).")
     List<Integer> vcpuCounts;
 
-    @Option(names = "--rounds",
+    @Option(names = "--rounds", paramLabel = "N",
             description = "Rounds of --compare-deliveries (default: 5); or, with --c-baseline and/or --baseline, how many times to "
                     + "run the paged run and its baselines back to back (order rotating per round), reporting every round's "
                     + "ratios and their median (default: 1). On a shared machine one pair of runs can land in different load.")

@@ -5,7 +5,8 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "caps", mixinStandardHelpOptions = true,
+@Command(name = "caps", header = "What this host offers: /dev/kvm, its memory-fault capabilities, userfaultfd.",
+        mixinStandardHelpOptions = true,
         description = {"Reports what this host offers for memory-fault handling: /dev/kvm and its API version,",
                 "KVM_CAP_MEMORY_FAULT_INFO, guest_memfd and its flags, VM types, memory attributes per VM type,",
                 "and userfaultfd with its features. Missing pieces are reported with the reason, never as errors."})

@@ -12,7 +12,8 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "conform", mixinStandardHelpOptions = true, sortOptions = false,
+@Command(name = "conform", header = "Differential conformance: random guest programs on two backends, compared.",
+        mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Differential conformance: runs N random guest programs (arithmetic and flags at every size,",
                 "loads and stores, loops, branches, calls, string stores, port I/O, MMIO above RAM) and every built-in",
                 "workload on two backends, and compares the exits in order, the final registers and the RAM SHA-256.",

@@ -20,7 +20,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-@Command(name = "demo", mixinStandardHelpOptions = true,
+@Command(name = "demo", header = "The main job: a running guest migrates post-copy between two processes and is verified.",
+        mixinStandardHelpOptions = true,
         description = {"The main job, end to end on the best backend this machine has (kvm where /dev/kvm works, the",
                 "reference hypervisor elsewhere): a guest whose working set moves through its memory starts in this",
                 "(source) process, migrates post-copy mid-run to a destination process started as a child on loopback,",

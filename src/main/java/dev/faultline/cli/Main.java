@@ -24,6 +24,7 @@ public final class Main implements Runnable {
      * such as --help, {@code help}, an unknown name that deserves suggestions) gets them all.
      */
     private static final Map<String, Class<?>> COMMANDS = new LinkedHashMap<>();
+    private static final int USAGE_WIDTH = 120;
     static {
         COMMANDS.put("demo", DemoCommand.class);
         COMMANDS.put("migrate", MigrateCommand.class);
@@ -63,6 +64,7 @@ public final class Main implements Runnable {
             COMMANDS.forEach(cl::addSubcommand);
             cl.addSubcommand("help", CommandLine.HelpCommand.class);
         }
+        cl.setUsageHelpWidth(USAGE_WIDTH); // descriptions are written in lines of up to ~110 characters
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             PrintWriter err = cmd.getErr();
             String name = cmd.getCommandSpec().qualifiedName(" ");

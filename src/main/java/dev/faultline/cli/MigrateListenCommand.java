@@ -11,7 +11,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-@Command(name = "listen", mixinStandardHelpOptions = true,
+@Command(name = "listen", header = "The destination side of a migration: receives a guest and runs it to its end.",
+        mixinStandardHelpOptions = true,
         description = {"The destination: waits for one source, receives its guest and runs it to the end, demand-paging",
                 "its memory from the source (post-copy) where the backend can (kvm with userfaultfd), else copying it first.",
                 "Prints 'listening on HOST:PORT' on stderr once it accepts connections."})

@@ -10,7 +10,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-@Command(name = "send", mixinStandardHelpOptions = true,
+@Command(name = "send", header = "The source side of a migration: runs a guest and migrates it to --to.",
+        mixinStandardHelpOptions = true,
         description = {"The source: runs a guest, and after --after ms migrates it to the destination at --to (started",
                 "with 'migrate listen'): optional pre-copy rounds, then the switch-over and post-copy. Prints the figures",
                 "and the verification (transfer digest; with the reference run, the final RAM SHA-256 of both sides)."})

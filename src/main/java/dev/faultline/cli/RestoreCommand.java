@@ -19,7 +19,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-@Command(name = "restore", mixinStandardHelpOptions = true, sortOptions = false,
+@Command(name = "restore", header = "Restores a snapshot lazily or eagerly on either backend and checks its end.",
+        mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Restores a snapshot directory (written by 'snapshot') into a fresh machine on either backend and",
                 "runs it to its end. The snapshot is checked before anything runs (format version, sizes, memslots,",
                 "registers, page map, file lengths; chunk SHA-256s: all first with --eager or --verify upfront, else",

@@ -16,7 +16,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-@Command(name = "run", mixinStandardHelpOptions = true, sortOptions = false,
+@Command(name = "run", header = "Runs a guest and reports every exit, each memory fault and how it was resolved.",
+        mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Runs a guest: a built-in workload (--workload) or a flat image (--image), on one or more vCPUs,",
                 "and reports each vCPU's exits in order, its final registers, the exit counts, the timings and",
                 "a SHA-256 of guest RAM. Exit code 0 when every vCPU ended cleanly (done with code 0, or HLT),",

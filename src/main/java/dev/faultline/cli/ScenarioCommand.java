@@ -13,7 +13,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-@Command(name = "scenario", mixinStandardHelpOptions = true, sortOptions = false,
+@Command(name = "scenario", header = "One demonstration per memory-fault mechanism, with what it checked.",
+        mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Runs one demonstration of a memory-fault mechanism and prints what it checked and whether it held.",
                 "On a backend that lacks a mechanism each such check says 'not supported here' and why; it never passes.",
                 "Exit code 0 when nothing failed, 1 when a check failed, 2 for a usage mistake."})

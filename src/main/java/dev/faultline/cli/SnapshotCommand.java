@@ -24,7 +24,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-@Command(name = "snapshot", mixinStandardHelpOptions = true, sortOptions = false,
+@Command(name = "snapshot", header = "Pauses a running guest at a chosen point and writes a snapshot directory.",
+        mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Runs a guest (the options of 'run'), pauses every vCPU at the chosen point (--at MS into the run,",
                 "or --at-exit N: right after vCPU 0's N-th exit) and writes a snapshot directory (docs/snapshot.md):",
                 "the description (snapshot.json), a page map and the non-zero pages. Then lets the guest finish and",

@@ -140,6 +140,7 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
             vm.enableCap(Caps.EXIT_HYPERCALL, PrivateMemory.EXIT_HYPERCALL_MAP_GPA_RANGE);
         }
         for (long p : plan.poison()) {
+            if (p < 0 || p >= ramSize) throw new IllegalArgumentException(String.format("--poison 0x%x lies outside the guest's RAM [0, 0x%x)", p, ramSize));
             vm.injectPoison(p);
             unreplaced.add(p & ~0xfffL);
         }
