@@ -748,7 +748,7 @@ final class BenchPagingCommand implements Callable<Integer> {
                 public void vcpuThreadStarted(int index) {
                     // paired: a vCPU on its blocking handler's CPU (exit delivery: vCPU i on CPU i, likewise)
                     if (toClose != null) toClose.pinVcpuThread(index);
-                    else if (paired) Libc.pinCurrentThread(index % Runtime.getRuntime().availableProcessors());
+                    else if (paired) Libc.pinCurrentThreadToCpuOf(index);
                 }
 
                 @Override

@@ -225,6 +225,17 @@ public final class Libc {
     }
 
     /**
+     * Pins the calling thread to CPU {@code index} modulo the CPUs this JVM may use (a handler and the
+     * vCPU it serves pass the same index to share a CPU).
+     * @throws ErrnoException naming the thread and the CPU when the kernel refuses
+     */
+    public static void pinCurrentThreadToCpuOf(int index) {
+        int cpu = index % Runtime.getRuntime().availableProcessors();
+        int errno = pinCurrentThread(cpu);
+        if (errno != 0) throw new ErrnoException("sched_setaffinity", errno, "pinning " + Thread.currentThread().getName() + " to CPU " + cpu);
+    }
+
+    /**
      * Sets the nice value of the calling thread only (setpriority(PRIO_PROCESS, gettid(), nice): on
      * Linux a thread id names one thread). Returns 0, or the errno (EACCES to lower it unprivileged).
      */

@@ -60,7 +60,7 @@ public final class BlockingFaultHandler implements MemoryFaultHandler, AutoClose
         for (int h = 0; h < handlers; h++) {
             int index = h;
             this.handlers[h] = Thread.ofPlatform().daemon().name("blocking-fault-handler-" + h).start(() -> {
-                if (pinned) pin(cpuOfHandler(index));
+                if (pinned) Libc.pinCurrentThreadToCpuOf(index);
                 serveLoop(index);
             });
         }
@@ -72,16 +72,7 @@ public final class BlockingFaultHandler implements MemoryFaultHandler, AutoClose
 
     /** When pinned: pins the calling thread, vCPU {@code vcpu}'s, to its handler's CPU (call it on that thread). */
     public void pinVcpuThread(int vcpu) {
-        if (pinned) pin(cpuOfHandler(vcpu % handlers.length));
-    }
-
-    private static int cpuOfHandler(int h) {
-        return h % Runtime.getRuntime().availableProcessors();
-    }
-
-    private static void pin(int cpu) {
-        int errno = Libc.pinCurrentThread(cpu);
-        if (errno != 0) throw new dev.faultline.sys.ErrnoException("sched_setaffinity", errno, "pinning " + Thread.currentThread().getName() + " to CPU " + cpu);
+        if (pinned) Libc.pinCurrentThreadToCpuOf(vcpu % handlers.length);
     }
 
     @Override

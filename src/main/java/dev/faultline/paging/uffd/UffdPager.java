@@ -201,11 +201,6 @@ public final class UffdPager implements DemandPager {
         return b;
     }
 
-    private static void pin(int cpu) {
-        int errno = Libc.pinCurrentThread(cpu);
-        if (errno != 0) throw new dev.faultline.sys.ErrnoException("sched_setaffinity", errno, "pinning " + Thread.currentThread().getName() + " to CPU " + cpu);
-    }
-
     private final class Running implements Session {
         private final Context context;
         private final AtomicIntegerArray vcpuTids;
@@ -260,11 +255,11 @@ public final class UffdPager implements DemandPager {
             java.util.concurrent.CountDownLatch ready = new java.util.concurrent.CountDownLatch(handlers.size());
             for (int i = 0; i < handlers.size(); i++) {
                 UffdHandler h = handlers.get(i);
-                int cpu = i % Runtime.getRuntime().availableProcessors();
+                int index = i;
                 boolean paired = config.pinning() == Pinning.PAIRED;
                 Runnable body = () -> {
                     try {
-                        if (paired) pin(cpu);
+                        if (paired) Libc.pinCurrentThreadToCpuOf(index);
                         int errno = config.scheduling().applyToCurrentThread();
                         if (errno != 0) schedulingRefused = config.scheduling() + ": " + dev.faultline.sys.Errno.describe(errno);
                         h.beforeServing();
@@ -321,7 +316,7 @@ public final class UffdPager implements DemandPager {
         @Override
         public void vcpuThreadStarted(int index) {
             vcpuTids.set(index, Libc.gettid());
-            if (config.pinning() == Pinning.PAIRED) pin(index % Runtime.getRuntime().availableProcessors());
+            if (config.pinning() == Pinning.PAIRED) Libc.pinCurrentThreadToCpuOf(index);
             vcpuStart[index] = ThreadTimes.ofCurrentThread();
         }
 
