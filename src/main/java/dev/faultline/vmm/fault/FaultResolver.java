@@ -49,8 +49,8 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
     private final FaultPlan plan;
     private final int vcpus;
     private final String[] last;
-    /** Poisoned pages not replaced yet (from {@link FaultPlan#poison()}). */
-    private final Set<Long> unreplaced = ConcurrentHashMap.newKeySet();
+    /** Pages poisoned before the run ({@link FaultPlan#poison()}), and those of them not replaced yet. */
+    private final Set<Long> poisoned = ConcurrentHashMap.newKeySet(), unreplaced = ConcurrentHashMap.newKeySet();
     private Vm vm;
     private MemorySegment ram;
     private long ramSize;
@@ -142,6 +142,7 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
         for (long p : plan.poison()) {
             if (p < 0 || p >= ramSize) throw new IllegalArgumentException(String.format("--poison 0x%x lies outside the guest's RAM [0, 0x%x)", p, ramSize));
             vm.injectPoison(p);
+            poisoned.add(p & ~0xfffL);
             unreplaced.add(p & ~0xfffL);
         }
         if (plan.memfaultReasons() != -1) vm.enableCap(Caps.FAULTLINE_MEMORY_FAULT_EXIT, plan.memfaultReasons());
@@ -221,6 +222,12 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
         }
         if (privateBits != null && inMain(page)) {
             // Kind and attribute agree and nothing is missing: another vCPU converted it meanwhile.
+            last[vcpuIndex] = ALREADY;
+            return null;
+        }
+        if (poisoned.contains(page) && !unreplaced.contains(page)) {
+            // The access failed on the poison, and another vCPU replaced the page before this exit was
+            // looked at (on kvm the exit then no longer says EHWPOISON): the page is good now.
             last[vcpuIndex] = ALREADY;
             return null;
         }
