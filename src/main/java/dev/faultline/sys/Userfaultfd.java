@@ -136,6 +136,15 @@ public final class Userfaultfd implements AutoCloseable {
         }
     }
 
+    /** Whether the kernel's userfaultfd (the system call) offers {@code feature}; false where userfaultfd is unusable. */
+    public static boolean offers(long feature) {
+        try {
+            return (offeredFeatures(Source.SYSCALL) & feature) == feature;
+        } catch (ErrnoException e) {
+            return false;
+        }
+    }
+
     public int fd() { return fd; }
     public Source source() { return source; }
 

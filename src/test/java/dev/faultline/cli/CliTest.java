@@ -121,13 +121,7 @@ class CliTest {
     /** The same poisoned page on both backends: the fault each vCPU 0 saw, with its outcome, and both RAM SHA-256s equal. */
     private static JsonNode poisonOnBothBackends(String gpa, int expectedCode) throws Exception {
         org.junit.jupiter.api.Assumptions.assumeTrue(Files.isWritable(Path.of("/dev/kvm")), "skipped: needs /dev/kvm");
-        long features;
-        try {
-            features = dev.faultline.sys.Userfaultfd.offeredFeatures(dev.faultline.sys.Userfaultfd.Source.SYSCALL);
-        } catch (dev.faultline.sys.ErrnoException e) {
-            features = 0;
-        }
-        org.junit.jupiter.api.Assumptions.assumeTrue((features & dev.faultline.sys.Userfaultfd.FEATURE_POISON) != 0,
+        org.junit.jupiter.api.Assumptions.assumeTrue(dev.faultline.sys.Userfaultfd.offers(dev.faultline.sys.Userfaultfd.FEATURE_POISON),
                 "skipped: poison on kvm needs userfaultfd's UFFD_FEATURE_POISON (Linux 6.6)");
         JsonNode first = null;
         String sha = null;

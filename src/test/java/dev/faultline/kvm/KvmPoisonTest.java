@@ -31,12 +31,7 @@ class KvmPoisonTest {
 
     private static KvmHypervisor kvmWithPoisonOrSkip() {
         KvmHypervisor kvm = KvmAssumptions.openKvmOrSkip();
-        boolean poison;
-        try {
-            poison = (Userfaultfd.offeredFeatures(Userfaultfd.Source.SYSCALL) & Userfaultfd.FEATURE_POISON) != 0;
-        } catch (ErrnoException e) {
-            poison = false;
-        }
+        boolean poison = Userfaultfd.offers(Userfaultfd.FEATURE_POISON);
         if (!poison) kvm.close();
         assumeTrue(poison, "needs userfaultfd with UFFD_FEATURE_POISON (Linux 6.6)");
         return kvm;
