@@ -230,9 +230,47 @@ public final class Libc {
      * @throws ErrnoException naming the thread and the CPU when the kernel refuses
      */
     public static void pinCurrentThreadToCpuOf(int index) {
-        int cpu = index % Runtime.getRuntime().availableProcessors();
+        int[] cpus = AllowedCpus.LIST;
+        int cpu = cpus[Math.floorMod(index, cpus.length)];
         int errno = pinCurrentThread(cpu);
         if (errno != 0) throw new ErrnoException("sched_setaffinity", errno, "pinning " + Thread.currentThread().getName() + " to CPU " + cpu);
+    }
+
+    /**
+     * The CPUs this process may run on (Cpus_allowed_list in /proc/self/status, read once), so that
+     * index i names the i-th allowed CPU also in a container limited to, say, CPUs 2-3; 0..n-1 when
+     * the file cannot be read.
+     */
+    private static final class AllowedCpus {
+        static final int[] LIST = read();
+
+        private static int[] read() {
+            try {
+                for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/status"))) {
+                    if (line.startsWith("Cpus_allowed_list:")) {
+                        int[] cpus = parseCpuList(line.substring("Cpus_allowed_list:".length()));
+                        if (cpus.length > 0) return cpus;
+                    }
+                }
+            } catch (java.io.IOException | IllegalArgumentException e) {
+                // fall through: the JVM's own count
+            }
+            return java.util.stream.IntStream.range(0, Runtime.getRuntime().availableProcessors()).toArray();
+        }
+    }
+
+    /** Parses a kernel CPU list ("0-1", "2,4-6"): the CPUs in ascending order. */
+    static int[] parseCpuList(String list) {
+        java.util.BitSet set = new java.util.BitSet();
+        for (String part : list.trim().split(",")) {
+            if (part.isEmpty()) continue;
+            int dash = part.indexOf('-');
+            int lo = Integer.parseInt(dash < 0 ? part : part.substring(0, dash));
+            int hi = dash < 0 ? lo : Integer.parseInt(part.substring(dash + 1));
+            if (lo < 0 || hi < lo) throw new IllegalArgumentException("bad CPU range '" + part + "' in '" + list + "'");
+            set.set(lo, hi + 1);
+        }
+        return set.stream().toArray();
     }
 
     /**

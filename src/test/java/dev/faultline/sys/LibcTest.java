@@ -189,4 +189,29 @@ class LibcTest {
             assertEquals(Errno.EINVAL, Libc.pthreadSigmask(99, a.allocate(Libc.SIGSET_SIZE, 8), MemorySegment.NULL));
         }
     }
+
+    @Test
+    void shouldReadTheKernelsCpuListsAndPinToTheAllowedCpus() throws Exception {
+        assertArrayEquals(new int[] {0, 1}, Libc.parseCpuList("0-1"));
+        assertArrayEquals(new int[] {2, 4, 5, 6}, Libc.parseCpuList(" 2,4-6\n"));
+        assertArrayEquals(new int[] {3}, Libc.parseCpuList("3"));
+        assertThrows(IllegalArgumentException.class, () -> Libc.parseCpuList("5-2"));
+        assertThrows(NumberFormatException.class, () -> Libc.parseCpuList("a"));
+        String[] stat = new String[1];
+        Thread t = Thread.ofPlatform().start(() -> {
+            Libc.pinCurrentThreadToCpuOf(1);
+            try {
+                stat[0] = Files.readString(Path.of("/proc/thread-self/status"));
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+        });
+        t.join();
+        String allowed = stat[0].lines().filter(l -> l.startsWith("Cpus_allowed_list:")).findFirst().orElseThrow();
+        int[] process = Libc.parseCpuList(Files.readAllLines(Path.of("/proc/self/status")).stream()
+                .filter(l -> l.startsWith("Cpus_allowed_list:")).findFirst().orElseThrow().substring("Cpus_allowed_list:".length()));
+        assertEquals(1, Libc.parseCpuList(allowed.substring("Cpus_allowed_list:".length())).length, allowed);
+        assertEquals(process[1 % process.length], Libc.parseCpuList(allowed.substring("Cpus_allowed_list:".length()))[0],
+                "index 1 is the second CPU this process may use");
+    }
 }
