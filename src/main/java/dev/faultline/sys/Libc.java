@@ -10,6 +10,10 @@ import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.BitSet;
+import java.util.stream.IntStream;
 
 /**
  * Downcalls into the C library. Every call that can fail captures errno into a segment owned by the
@@ -246,7 +250,7 @@ public final class Libc {
 
         private static int[] read() {
             try {
-                for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/status"))) {
+                for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
                     if (line.startsWith("Cpus_allowed_list:")) {
                         int[] cpus = parseCpuList(line.substring("Cpus_allowed_list:".length()));
                         if (cpus.length > 0) return cpus;
@@ -255,13 +259,13 @@ public final class Libc {
             } catch (java.io.IOException | IllegalArgumentException e) {
                 // fall through: the JVM's own count
             }
-            return java.util.stream.IntStream.range(0, Runtime.getRuntime().availableProcessors()).toArray();
+            return IntStream.range(0, Runtime.getRuntime().availableProcessors()).toArray();
         }
     }
 
     /** Parses a kernel CPU list ("0-1", "2,4-6"): the CPUs in ascending order. */
     static int[] parseCpuList(String list) {
-        java.util.BitSet set = new java.util.BitSet();
+        BitSet set = new BitSet();
         for (String part : list.trim().split(",")) {
             if (part.isEmpty()) continue;
             int dash = part.indexOf('-');
