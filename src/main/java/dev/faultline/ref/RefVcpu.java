@@ -158,13 +158,18 @@ public final class RefVcpu implements Vcpu {
     /** Announces that this thread will use the TLB, then catches up with every MMU change made so far. */
     private void enterGuest() {
         inGuest = true;
+        catchUpWithMmu();
+    }
+
+    /** Flushes this vCPU's TLB and decoded code if the VM's MMU changed since it last looked, and says it has seen it. */
+    private void catchUpWithMmu() {
         int g = vm.mmuGeneration();
         if (g != seenMmuGeneration) {
             seenMmuGeneration = g;
             cpu.mmu.flush();
             cpu.flushCode();
         }
-        ackedMmuGeneration = g;
+        if (ackedMmuGeneration != g) ackedMmuGeneration = g; // a volatile write only when it changes (this runs between pages)
     }
 
     /**
@@ -217,13 +222,7 @@ public final class RefVcpu implements Vcpu {
             setExit(exits.interrupted, false);
             return true;
         }
-        int g = vm.mmuGeneration();
-        if (g != seenMmuGeneration) {
-            seenMmuGeneration = g;
-            cpu.mmu.flush();
-            cpu.flushCode();
-            ackedMmuGeneration = g;
-        }
+        catchUpWithMmu();
         int c = vm.codeGeneration();
         if (c != seenCodeGeneration) {
             seenCodeGeneration = c;

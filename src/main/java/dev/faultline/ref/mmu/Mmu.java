@@ -121,14 +121,7 @@ public final class Mmu {
         int i = (int) vpn & TLB_MASK;
         long off = va & 0xfff;
         if (rTag[i] == vpn && off <= 4096 - size) {
-            MemorySegment s = seg[i];
-            long h = host[i] + off;
-            return switch (size) {
-                case 1 -> s.get(ValueLayout.JAVA_BYTE, h) & 0xffL;
-                case 2 -> s.get(ValueLayout.JAVA_SHORT_UNALIGNED, h) & 0xffffL;
-                case 4 -> s.get(ValueLayout.JAVA_INT_UNALIGNED, h) & 0xffffffffL;
-                default -> s.get(ValueLayout.JAVA_LONG_UNALIGNED, h);
-            };
+            return load(seg[i], host[i] + off, size);
         }
         return readSlow(va, size);
     }
@@ -146,14 +139,7 @@ public final class Mmu {
         int i = (int) vpn & TLB_MASK;
         long off = va & 0xfff;
         if (wTag[i] == vpn && off <= 4096 - size) {
-            MemorySegment s = seg[i];
-            long h = host[i] + off;
-            switch (size) {
-                case 1 -> s.set(ValueLayout.JAVA_BYTE, h, (byte) v);
-                case 2 -> s.set(ValueLayout.JAVA_SHORT_UNALIGNED, h, (short) v);
-                case 4 -> s.set(ValueLayout.JAVA_INT_UNALIGNED, h, (int) v);
-                default -> s.set(ValueLayout.JAVA_LONG_UNALIGNED, h, v);
-            }
+            store(seg[i], host[i] + off, size, v);
             return;
         }
         writeSlow(va, size, v);
@@ -190,14 +176,7 @@ public final class Mmu {
         }
         checkPage(slot, gpa, ACC_READ, size);
         int i = fill(va, gpa, slot);
-        MemorySegment s = seg[i];
-        long h = host[i] + off;
-        return switch (size) {
-            case 1 -> s.get(ValueLayout.JAVA_BYTE, h) & 0xffL;
-            case 2 -> s.get(ValueLayout.JAVA_SHORT_UNALIGNED, h) & 0xffffL;
-            case 4 -> s.get(ValueLayout.JAVA_INT_UNALIGNED, h) & 0xffffffffL;
-            default -> s.get(ValueLayout.JAVA_LONG_UNALIGNED, h);
-        };
+        return load(seg[i], host[i] + off, size);
     }
 
     private void writeSlow(long va, int size, long v) {
@@ -214,6 +193,21 @@ public final class Mmu {
             vcpu.mmioWrite(h, size, v);
             return;
         }
+        store(s, h, size, v);
+    }
+
+    /** A little-endian load of 1, 2, 4 or 8 bytes at {@code h} of host memory {@code s}, zero-extended. */
+    private static long load(MemorySegment s, long h, int size) {
+        return switch (size) {
+            case 1 -> s.get(ValueLayout.JAVA_BYTE, h) & 0xffL;
+            case 2 -> s.get(ValueLayout.JAVA_SHORT_UNALIGNED, h) & 0xffffL;
+            case 4 -> s.get(ValueLayout.JAVA_INT_UNALIGNED, h) & 0xffffffffL;
+            default -> s.get(ValueLayout.JAVA_LONG_UNALIGNED, h);
+        };
+    }
+
+    /** The store of {@link #load}'s sizes. */
+    private static void store(MemorySegment s, long h, int size, long v) {
         switch (size) {
             case 1 -> s.set(ValueLayout.JAVA_BYTE, h, (byte) v);
             case 2 -> s.set(ValueLayout.JAVA_SHORT_UNALIGNED, h, (short) v);
