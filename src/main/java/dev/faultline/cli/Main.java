@@ -35,6 +35,7 @@ public final class Main implements Runnable {
         COMMANDS.put("bench", BenchCommand.class);
         COMMANDS.put("snapshot", SnapshotCommand.class);
         COMMANDS.put("restore", RestoreCommand.class);
+        COMMANDS.put("serve", ServeCommand.class);
     }
 
     @CommandLine.Spec

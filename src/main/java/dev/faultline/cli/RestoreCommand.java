@@ -1,11 +1,12 @@
 package dev.faultline.cli;
 
 import dev.faultline.paging.Prefetch;
+import dev.faultline.service.RestoreClient;
+import dev.faultline.service.ServiceRequest;
 import dev.faultline.snapshot.Restore;
-import dev.faultline.snapshot.SnapshotDescription;
+import dev.faultline.snapshot.RestoreReport;
 import dev.faultline.snapshot.SnapshotException;
-import dev.faultline.vmm.ReportJson;
-import dev.faultline.vmm.VcpuResult;
+import java.io.UncheckedIOException;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -15,6 +16,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -26,8 +29,13 @@ import picocli.CommandLine.Parameters;
                 "registers, page map, file lengths; chunk SHA-256s: all first with --eager or --verify upfront, else",
                 "each chunk on its first touch, never installing a page of a chunk that fails). --eager reads all of",
                 "memory first; --lazy starts at once and serves every first touch from the snapshot (kvm: through",
-                "userfaultfd; ref: through exit on missing, each vCPU serving its own fault). Reports the time to the first guest instruction and to completion, and compares the end",
-                "with the original run's (RAM SHA-256, each vCPU's end). Exit 0 when equal, 1 when not, 2 when refused."})
+                "userfaultfd; ref: through exit on missing, each vCPU serving its own fault). Reports the time to the",
+                "first guest instruction and to completion, and compares the end with the original run's (RAM SHA-256,",
+                "each vCPU's end). Exit 0 when equal, 1 when not, 2 when refused.",
+                "",
+                "With --server the restore runs in a restore service started ahead ('faultline serve'), warmed up, as a",
+                "VMM process that waits for a snapshot load is; a fresh JVM's first restore pays for class loading,",
+                "linking and the JIT (docs/snapshot.md compares the two)."})
 final class RestoreCommand implements Callable<Integer> {
 
     @Parameters(index = "0", paramLabel = "DIR", description = "The snapshot directory.")
@@ -63,8 +71,16 @@ final class RestoreCommand implements Callable<Integer> {
     @Option(names = "--timeout", paramLabel = "SECONDS", defaultValue = "300", description = "Stop the guest after this many seconds. Default: ${DEFAULT-VALUE}.")
     long timeoutSeconds;
 
+    @Option(names = "--server", paramLabel = "SOCKET",
+            description = "Send the restore to the restore service listening on this Unix socket ('faultline serve') instead of "
+                    + "restoring in this process. The backend defaults to the service's.")
+    Path server;
+
     @Option(names = "--json", description = "Print one JSON object on stdout.")
     boolean json;
+
+    @Spec
+    CommandSpec spec;
 
     @Override
     public Integer call() {
@@ -72,21 +88,15 @@ final class RestoreCommand implements Callable<Integer> {
         long uptimeAtStart = ManagementFactory.getRuntimeMXBean().getUptime();
         if (repeat < 1) throw new UserError("--repeat must be at least 1");
         if (timeoutSeconds < 1) throw new UserError("--timeout must be at least 1 second");
+        if (handlers < 1) throw new UserError("--handlers must be at least 1");
         Restore.Mode m = mode.lazy ? Restore.Mode.LAZY : Restore.Mode.EAGER;
         Restore.Verify v = null;
         if (verify != null) {
-            v = switch (verify) {
-                case "upfront" -> Restore.Verify.UPFRONT;
-                case "on-touch" -> Restore.Verify.ON_FIRST_TOUCH;
-                default -> throw new UserError("--verify is upfront or on-touch, not '" + verify + "'");
-            };
+            v = named("--verify", () -> Restore.Verify.named(verify));
             if (m == Restore.Mode.EAGER && v != Restore.Verify.UPFRONT) throw new UserError("--eager always verifies every chunk upfront");
         }
-        Prefetch p = switch (prefetch) {
-            case "none" -> Prefetch.NONE;
-            case "readahead" -> Prefetch.DEFAULT_READAHEAD;
-            default -> throw new UserError("--prefetch is none or readahead, not '" + prefetch + "'");
-        };
+        Prefetch p = named("--prefetch", () -> Restore.prefetchNamed(prefetch));
+        if (server != null) return viaService(m, v);
         Restore.Options o = new Restore.Options(backend, m, v, p, handlers, Duration.ofSeconds(timeoutSeconds), null);
         List<Double> firsts = new ArrayList<>();
         List<Map<String, Object>> perRun = new ArrayList<>();
@@ -104,83 +114,98 @@ final class RestoreCommand implements Callable<Integer> {
             perRun.add(r.timings().toMap());
         }
         double fromCommand = (firstRunStart - commandStart) / 1e6 + firsts.get(0);
+        Map<String, Object> tree = RestoreReport.of(dir, r, p);
+        @SuppressWarnings("unchecked")
+        Map<String, Object> timings = (Map<String, Object>) tree.get("timings");
+        timings.put("command_to_first_instruction_ms", round(fromCommand));
+        timings.put("jvm_uptime_at_command_start_ms", uptimeAtStart);
+        if (firsts.size() > 1) {
+            timings.put("to_first_instruction_ms_per_repeat", firsts.stream().map(RestoreCommand::round).toList());
+            tree.put("timings_per_repeat", perRun);
+        }
         if (json) {
-            Json.print(System.out, tree(r, firsts, perRun, fromCommand, uptimeAtStart));
+            Json.print(System.out, tree);
         } else {
-            printText(r, firsts, fromCommand, uptimeAtStart);
+            printText(tree, String.format(" (%.3f ms after the command started, JVM up %d ms then)", fromCommand, uptimeAtStart));
+            if (firsts.size() > 1) System.out.printf("  per repeat: %s ms%n", firsts.stream().map(RestoreCommand::round).toList());
         }
         return r.ok() ? 0 : 1;
     }
 
-    private Map<String, Object> tree(Restore.Result r, List<Double> firsts, List<Map<String, Object>> perRun, double fromCommand,
-                                     long uptimeAtStart) {
-        Map<String, Object> t = new LinkedHashMap<>();
-        SnapshotDescription d = r.snapshot();
-        Map<String, Object> s = new LinkedHashMap<>();
-        s.put("dir", dir.toString());
-        s.put("taken_on", d.backend());
-        s.put("ram_bytes", d.ramBytes());
-        s.put("vcpus", d.vcpus().size());
-        s.put("stored_pages", d.memory().storedPages());
-        s.put("point", SnapshotCommand.describe(d.point()));
-        t.put("snapshot", s);
-        t.put("backend", r.backend());
-        t.put("mode", r.mode().name().toLowerCase());
-        t.put("verify", r.verify() == Restore.Verify.UPFRONT ? "upfront" : "on-touch");
-        if (r.mode() == Restore.Mode.LAZY) t.put("prefetch", prefetch);
-        Map<String, Object> timings = new LinkedHashMap<>(r.timings().toMap());
-        timings.put("command_to_first_instruction_ms", round(fromCommand));
-        timings.put("jvm_uptime_at_command_start_ms", uptimeAtStart);
-        if (firsts.size() > 1) timings.put("to_first_instruction_ms_per_repeat", firsts.stream().map(RestoreCommand::round).toList());
-        t.put("timings", timings);
-        if (perRun.size() > 1) t.put("timings_per_repeat", perRun);
-        t.put("chunks_verified", r.chunksVerified());
-        t.put("bytes_read", r.bytesRead());
-        if (r.paging() != null) {
-            Map<String, Object> pg = new LinkedHashMap<>();
-            pg.put("faults", r.paging().faults());
-            pg.put("pages_installed", r.paging().pagesInstalled());
-            pg.put("prefetch_pages", r.paging().prefetchPages());
-            t.put("paging", pg);
+    /** --server: each of the --repeat restores is one request to the service; its replies are printed as a local restore's. */
+    private int viaService(Restore.Mode m, Restore.Verify v) {
+        boolean backendGiven = spec.commandLine().getParseResult().hasMatchedOption("--backend");
+        String line = ServiceRequest.restoreLine(dir, m, backendGiven ? backend : null, v, prefetch, handlers, timeoutSeconds);
+        List<Map<String, Object>> replies = new ArrayList<>();
+        List<Double> roundTrips = new ArrayList<>();
+        try (RestoreClient client = RestoreClient.connect(server)) {
+            for (int i = 0; i < repeat; i++) {
+                long s = System.nanoTime();
+                Map<String, Object> reply = client.send(line);
+                roundTrips.add(round((System.nanoTime() - s) / 1e6));
+                if (!Boolean.TRUE.equals(reply.get("ok")) && reply.containsKey("error_kind")) {
+                    throw new UserError("the restore service at " + server + " answered " + reply.get("error_kind") + ": " + reply.get("error"));
+                }
+                replies.add(reply);
+            }
+        } catch (IllegalArgumentException | UncheckedIOException e) {
+            throw new UserError(e.getMessage());
         }
-        Map<String, Object> c = new LinkedHashMap<>();
-        c.put("original_run_recorded", r.comparison().recorded());
-        if (d.originalRun() != null) c.put("expected_ram_sha256", d.originalRun().ramSha256());
-        c.put("ram_sha256", r.report().ramSha256());
-        c.put("ram_matches", r.comparison().ramMatches());
-        c.put("vcpus_match", r.comparison().vcpusMatch());
-        c.put("workload", r.comparison().workloadVerdict());
-        c.put("verdict", r.comparison().verdict());
-        t.put("comparison", c);
-        if (r.failure() != null) t.put("failure", r.failure());
-        t.put("ok", r.ok());
-        t.put("run", ReportJson.of(r.report()));
-        return t;
+        Map<String, Object> last = replies.getLast();
+        @SuppressWarnings("unchecked")
+        Map<String, Object> svc = (Map<String, Object>) last.get("service");
+        svc.put("client_round_trip_ms", roundTrips.getLast());
+        if (repeat > 1) {
+            svc.put("request_to_first_instruction_ms_per_repeat", replies.stream().map(r -> ((Map<?, ?>) r.get("service")).get("request_to_first_instruction_ms")).toList());
+            svc.put("client_round_trip_ms_per_repeat", roundTrips);
+        }
+        if (json) {
+            Json.print(System.out, last);
+        } else {
+            printText(last, String.format("; %s ms after the request reached the service at %s (queued %s ms; round trip %s ms)",
+                    svc.get("request_to_first_instruction_ms"), server, svc.get("queued_ms"), svc.get("client_round_trip_ms")));
+            if (repeat > 1) System.out.printf("  per repeat: %s ms%n", svc.get("request_to_first_instruction_ms_per_repeat"));
+        }
+        for (Map<String, Object> r : replies) if (!Boolean.TRUE.equals(r.get("ok"))) return 1;
+        return 0;
     }
 
-    private void printText(Restore.Result r, List<Double> firsts, double fromCommand, long uptimeAtStart) {
-        SnapshotDescription d = r.snapshot();
-        Map<String, Object> tm = r.timings().toMap();
-        System.out.printf("%s: %s restore of %s (taken on %s, %s RAM, %d vCPU(s)) on %s: %s%n", r.ok() ? "ok" : "FAILED",
-                r.mode().name().toLowerCase(), dir, d.backend(), Units.formatSize(d.ramBytes()), d.vcpus().size(), r.backend(),
-                r.comparison().verdict());
-        System.out.printf("  first guest instruction %.3f ms after restore start (%.3f ms after the command started, JVM up %d ms then)%n",
-                firsts.get(0), fromCommand, uptimeAtStart);
-        if (firsts.size() > 1) System.out.printf("  per repeat: %s ms%n", firsts.stream().map(RestoreCommand::round).toList());
+    private interface Naming<T> { T get(); }
+
+    private static <T> T named(String option, Naming<T> n) {
+        try {
+            return n.get();
+        } catch (IllegalArgumentException e) {
+            throw new UserError(option + " is " + e.getMessage());
+        }
+    }
+
+    /** The text form of a restore's report ({@link RestoreReport}), whether restored here or by a service. */
+    private void printText(Map<String, Object> t, String firstInstructionMore) {
+        Map<?, ?> s = (Map<?, ?>) t.get("snapshot");
+        Map<?, ?> tm = (Map<?, ?>) t.get("timings");
+        Map<?, ?> c = (Map<?, ?>) t.get("comparison");
+        Map<?, ?> run = (Map<?, ?>) t.get("run");
+        boolean ok = Boolean.TRUE.equals(t.get("ok"));
+        System.out.printf("%s: %s restore of %s (taken on %s, %s RAM, %s vCPU(s)) on %s: %s%n", ok ? "ok" : "FAILED", t.get("mode"), s.get("dir"),
+                s.get("taken_on"), Units.formatSize(((Number) s.get("ram_bytes")).longValue()), s.get("vcpus"), t.get("backend"), c.get("verdict"));
+        System.out.printf("  first guest instruction %s ms after the restore started%s%n", tm.get("to_first_instruction_ms"), firstInstructionMore);
         System.out.printf("  check thread: description %s ms, files %s ms; alongside: backend %s ms, VM %s ms, vCPUs %s ms (waited %s ms for the "
                         + "description, %s ms for the checks)%n", tm.get("describe_ms"), tm.get("check_ms"), tm.get("backend_open_ms"),
                 tm.get("vm_ms"), tm.get("vcpus_ms"), tm.get("description_wait_ms"), tm.get("check_wait_ms"));
         System.out.printf("  memory %s ms, paging %s ms, vCPU thread %s ms; completion %s ms (untouched pages copied in %s ms)%n",
                 tm.get("memory_ms"), tm.get("paging_setup_ms"), tm.get("vcpu_thread_start_ms"), tm.get("to_completion_ms"),
                 tm.get("copy_untouched_pages_ms"));
-        System.out.printf("  %d chunks verified, %s read%s%n", r.chunksVerified(), Units.formatSize(r.bytesRead()),
-                r.paging() == null ? "" : String.format(", %d faults, %d pages installed (%d prefetched)", r.paging().faults(),
-                        r.paging().pagesInstalled(), r.paging().prefetchPages()));
-        for (VcpuResult v : r.report().vcpus()) {
-            System.out.printf("  vcpu %d: %s (%s), rip=0x%x%n", v.index(), v.outcome().name().toLowerCase(), v.detail(), v.regs().rip);
+        Map<?, ?> pg = (Map<?, ?>) t.get("paging");
+        System.out.printf("  %s chunks verified, %s read%s%n", t.get("chunks_verified"), Units.formatSize(((Number) t.get("bytes_read")).longValue()),
+                pg == null ? "" : String.format(", %s faults, %s pages installed (%s prefetched)", pg.get("faults"), pg.get("pages_installed"),
+                        pg.get("prefetch_pages")));
+        for (Object o : (List<?>) run.get("vcpus")) {
+            Map<?, ?> v = (Map<?, ?>) o;
+            System.out.printf("  vcpu %s: %s (%s), rip=%s%n", v.get("index"), v.get("outcome"), v.get("detail"), ((Map<?, ?>) v.get("regs")).get("rip"));
         }
-        if (r.failure() != null) System.out.println("  failure: " + r.failure());
-        System.out.printf("  RAM sha256 %s%n", r.report().ramSha256());
+        if (t.get("failure") != null) System.out.println("  failure: " + t.get("failure"));
+        System.out.printf("  RAM sha256 %s%n", run.get("ram_sha256"));
     }
 
     private static double round(double ms) {

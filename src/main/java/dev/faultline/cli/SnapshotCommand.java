@@ -96,7 +96,7 @@ final class SnapshotCommand implements Callable<Integer> {
                 Json.print(System.out, tree);
             } else {
                 System.out.printf("snapshot of %s on %s written to %s: %s RAM, %d vCPU(s), paused %s%n", prepared.name(), hv.name(), out,
-                        Units.formatSize(d.ramBytes()), d.vcpus().size(), describe(d.point()));
+                        Units.formatSize(d.ramBytes()), d.vcpus().size(), d.point().describe());
                 System.out.printf("  %d pages stored (%s), %d zero pages not stored, %d chunks; written in %.1f ms%n",
                         d.memory().storedPages(), Units.formatSize(d.memory().bytes()), d.memory().zeroPages(), SnapshotFormat.chunkCount(d.ramBytes()),
                         taken.written().nanos() / 1e6);
@@ -125,17 +125,13 @@ final class SnapshotCommand implements Callable<Integer> {
         }
     }
 
-    static String describe(SnapshotDescription.Point p) {
-        return p.kind().equals("time") ? p.afterMillis() + " ms into the run" : "after exit " + p.exit() + " of vCPU " + p.vcpu();
-    }
-
     private static Map<String, Object> summary(SnapshotDescription d, SnapshotTaker.Taken t) {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("dir", t.written().dir().toString());
         m.put("backend", d.backend());
         m.put("ram_bytes", d.ramBytes());
         m.put("vcpus", d.vcpus().size());
-        m.put("point", describe(d.point()));
+        m.put("point", d.point().describe());
         m.put("guest_exits", d.guestExits());
         m.put("stored_pages", d.memory().storedPages());
         m.put("zero_pages", d.memory().zeroPages());

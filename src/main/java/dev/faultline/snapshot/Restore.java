@@ -66,10 +66,50 @@ import java.util.function.Function;
 public final class Restore {
     private Restore() {}
 
-    public enum Mode { EAGER, LAZY }
+    public enum Mode {
+        EAGER, LAZY;
+
+        /** "eager" or "lazy". */
+        public String label() { return name().toLowerCase(); }
+
+        /** @throws IllegalArgumentException naming the accepted words */
+        public static Mode named(String name) {
+            return switch (name) {
+                case "lazy" -> LAZY;
+                case "eager" -> EAGER;
+                default -> throw new IllegalArgumentException("lazy or eager, not '" + name + "'");
+            };
+        }
+    }
 
     /** When a lazy restore checks chunk SHA-256s (eager restores always check all of them first). */
-    public enum Verify { UPFRONT, ON_FIRST_TOUCH }
+    public enum Verify {
+        UPFRONT, ON_FIRST_TOUCH;
+
+        /** "upfront" or "on-touch", as the command line and the restore service name them. */
+        public String label() { return this == UPFRONT ? "upfront" : "on-touch"; }
+
+        /** @throws IllegalArgumentException naming the accepted words */
+        public static Verify named(String name) {
+            return switch (name) {
+                case "upfront" -> UPFRONT;
+                case "on-touch" -> ON_FIRST_TOUCH;
+                default -> throw new IllegalArgumentException("upfront or on-touch, not '" + name + "'");
+            };
+        }
+    }
+
+    /**
+     * The prefetch a restore takes by name: "none" or "readahead" ({@link Prefetch#DEFAULT_READAHEAD}).
+     * @throws IllegalArgumentException naming the accepted words
+     */
+    public static Prefetch prefetchNamed(String name) {
+        return switch (name) {
+            case "none" -> Prefetch.NONE;
+            case "readahead" -> Prefetch.DEFAULT_READAHEAD;
+            default -> throw new IllegalArgumentException("none or readahead, not '" + name + "'");
+        };
+    }
 
     /**
      * @param backend  "kvm", "ref" or "auto"
@@ -80,6 +120,7 @@ public final class Restore {
                           Function<String, Hypervisor> backends) {
         public Options {
             if (verify == null) verify = mode == Mode.EAGER ? Verify.UPFRONT : Verify.ON_FIRST_TOUCH;
+            if (mode == Mode.EAGER && verify != Verify.UPFRONT) throw new IllegalArgumentException("an eager restore always verifies every chunk upfront");
             if (prefetch == null) prefetch = Prefetch.DEFAULT_READAHEAD;
             if (handlers < 1) handlers = 1;
             if (timeout == null) timeout = Duration.ofMinutes(5);

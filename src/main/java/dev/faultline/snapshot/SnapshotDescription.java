@@ -42,6 +42,11 @@ public record SnapshotDescription(int version, String backend, String created, l
     public record Point(String kind, long afterMillis, int vcpu, long exit) {
         public static Point afterMillis(long ms) { return new Point("time", ms, -1, -1); }
         public static Point atExit(int vcpu, long exit) { return new Point("exit", -1, vcpu, exit); }
+
+        /** In words: "300 ms into the run", "after exit 3 of vCPU 0". */
+        public String describe() {
+            return kind.equals("time") ? afterMillis + " ms into the run" : "after exit " + exit + " of vCPU " + vcpu;
+        }
     }
 
     /**

@@ -69,6 +69,75 @@ class SnapshotCommandTest {
         assertTrue(!Files.exists(tmp.resolve("x").resolve("snapshot.json")), "nothing written");
     }
 
+    @Test
+    void shouldRestoreThroughAServeProcessAsThroughALocalRestore(@TempDir Path tmp) throws Exception {
+        Path snap = tmp.resolve("s"), sock = tmp.resolve("rs.sock");
+        assertEquals(0, run("snapshot", "--workload", "phases", "--mem", "8M", "--rounds", "5", "--backend", "ref", "--at-exit", "3",
+                "--out", snap.toString()).code());
+        CliCapture.Outcome local = run("restore", snap.toString(), "--lazy", "--backend", "ref", "--json");
+        assertEquals(0, local.code(), local.err());
+
+        CliCapture.Outcome none = run("restore", snap.toString(), "--lazy", "--server", sock.toString());
+        assertEquals(2, none.code());
+        assertTrue(none.err().contains("no restore service at " + sock) && none.err().contains("faultline serve --socket"), none.err());
+
+        // 'serve' runs as the user would start it, ending after two restores; this thread is its client.
+        java.util.concurrent.CompletableFuture<CliCapture.Outcome> serve = java.util.concurrent.CompletableFuture.supplyAsync(
+                () -> run("serve", "--socket", sock.toString(), "--backend", "ref", "--warm-up", "1", "--requests", "2"));
+        long deadline = System.nanoTime() + 60_000_000_000L;
+        while (!Files.exists(sock) && !serve.isDone() && System.nanoTime() < deadline) Thread.sleep(20);
+        assertTrue(Files.exists(sock), "the service listens once warmed up");
+        try (dev.faultline.service.RestoreClient c = dev.faultline.service.RestoreClient.connect(sock)) {
+            java.util.Map<String, Object> r = c.send(dev.faultline.service.ServiceRequest.restoreLine(snap,
+                    dev.faultline.snapshot.Restore.Mode.LAZY, null, null, "readahead", 1, 60));
+            JsonNode jl = new ObjectMapper().readTree(local.out()), jr = new ObjectMapper().valueToTree(r);
+            assertTrue(jr.at("/ok").asBoolean(), r.toString());
+            assertEquals(jl.at("/comparison/ram_sha256"), jr.at("/comparison/ram_sha256"));
+            assertEquals(jl.at("/run/vcpus/0/reports"), jr.at("/run/vcpus/0/reports"));
+            assertEquals("ref", jr.at("/backend").asText(), "a request that names no backend gets the service's");
+            assertTrue(jr.at("/service/request_to_first_instruction_ms").asDouble() > 0);
+            java.util.Map<String, Object> bad = c.send(dev.faultline.service.ServiceRequest.restoreLine(tmp.resolve("none"),
+                    dev.faultline.snapshot.Restore.Mode.EAGER, null, null, "readahead", 1, 60));
+            assertEquals("refused", bad.get("error_kind"), bad.toString());
+            assertEquals(true, c.send(dev.faultline.service.ServiceRequest.restoreLine(snap, dev.faultline.snapshot.Restore.Mode.EAGER, null, null,
+                    "readahead", 1, 60)).get("ok"));
+        }
+        CliCapture.Outcome served = serve.get(60, java.util.concurrent.TimeUnit.SECONDS);
+        assertEquals(0, served.code(), served.err());
+        assertTrue(served.err().contains("serve: warm-up: restore 1 of 1 (lazy, ref)"), served.err());
+        assertTrue(served.err().contains("serve: listening on " + sock), served.err());
+        assertTrue(served.err().contains("serve: refused " + tmp.resolve("none")), served.err());
+        assertTrue(served.err().contains("serve: restore 2: " + snap + " eager on ref") && served.err().strip().endsWith("serve: ended"), served.err());
+        assertTrue(!Files.exists(sock), "the socket is removed when the service ends");
+    }
+
+    @Test
+    void shouldSendARestoreToAServiceAndPrintItsReplyAsALocalRestoreWould(@TempDir Path tmp) throws Exception {
+        Path snap = tmp.resolve("s"), sock = tmp.resolve("rs.sock");
+        assertEquals(0, run("snapshot", "--workload", "phases", "--mem", "8M", "--rounds", "5", "--backend", "ref", "--at-exit", "3",
+                "--out", snap.toString()).code());
+        try (dev.faultline.service.RestoreService s = dev.faultline.service.RestoreService.start(
+                new dev.faultline.service.RestoreService.Config(sock, "ref", 0, 0, line -> { }))) {
+            CliCapture.Outcome j = run("restore", snap.toString(), "--lazy", "--server", sock.toString(), "--repeat", "2", "--json");
+            assertEquals(0, j.code(), j.err());
+            JsonNode t = j.json();
+            assertTrue(t.at("/ok").asBoolean());
+            assertEquals(2, t.at("/service/restores_served").asInt());
+            assertEquals(2, t.at("/service/request_to_first_instruction_ms_per_repeat").size());
+            assertTrue(t.at("/service/client_round_trip_ms").asDouble() >= t.at("/service/request_to_end_ms").asDouble());
+
+            CliCapture.Outcome text = run("restore", snap.toString(), "--eager", "--server", sock.toString());
+            assertEquals(0, text.code(), text.err());
+            assertTrue(text.out().startsWith("ok: eager restore of " + snap) && text.out().contains("after the request reached the service at " + sock),
+                    text.out());
+            assertFalse(text.out().contains("null"), text.out());
+
+            CliCapture.Outcome refused = run("restore", tmp.resolve("none").toString(), "--eager", "--server", sock.toString());
+            assertEquals(2, refused.code());
+            assertTrue(refused.err().startsWith("faultline restore: the restore service at " + sock + " answered refused: "), refused.err());
+        }
+    }
+
     private static String[] concat(String[] a, String[] b) {
         String[] r = new String[a.length + b.length];
         System.arraycopy(a, 0, r, 0, a.length);

@@ -1,0 +1,60 @@
+package dev.faultline.cli;
+
+import dev.faultline.service.RestoreService;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "serve", header = "Waits, warmed up, for snapshots to restore, on a Unix socket.",
+        mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Starts a restore service: a VMM process started ahead of the snapshot load, as VMMs restore snapshots.",
+                "It opens the backend, warms up (takes a small snapshot of its own and restores it --warm-up times, so the",
+                "restore path is loaded, linked and compiled), then listens on --socket. 'faultline restore DIR --lazy",
+                "--server SOCKET' sends it a restore; so can any program: one JSON object per line, each way",
+                "(docs/snapshot.md). Restores run one at a time, in arrival order; each answer is the report that",
+                "'restore --json' prints plus the time from the request's arrival to the first guest instruction.",
+                "Progress and one line per request go to stderr. Runs until interrupted (SIGINT, SIGTERM) or --requests",
+                "restores are served; the socket file exists exactly while it listens."})
+final class ServeCommand implements Callable<Integer> {
+    @Option(names = "--socket", paramLabel = "PATH", required = true,
+            description = "The Unix socket to listen on (a stale one is replaced; one a live service holds is refused).")
+    Path socket;
+
+    @Option(names = "--backend", paramLabel = "NAME", defaultValue = "auto",
+            description = "kvm, ref, or auto (kvm where /dev/kvm works): the backend of requests that name none. Default: ${DEFAULT-VALUE}.")
+    String backend;
+
+    @Option(names = "--warm-up", paramLabel = "N", defaultValue = "30",
+            description = "Restores of the service's own small snapshot before it listens (0: none). Default: ${DEFAULT-VALUE}.")
+    int warmUp;
+
+    @Option(names = "--requests", paramLabel = "N", defaultValue = "0",
+            description = "End after serving this many restores (0: run until interrupted). Default: ${DEFAULT-VALUE}.")
+    long requests;
+
+    @Override
+    public Integer call() throws InterruptedException {
+        if (warmUp < 0) throw new UserError("--warm-up takes 0 or more restores, not " + warmUp);
+        if (requests < 0) throw new UserError("--requests takes 0 (no limit) or more, not " + requests);
+        RestoreService s;
+        try {
+            s = RestoreService.start(new RestoreService.Config(socket, backend, warmUp, requests, line -> {
+                System.err.println("serve: " + line);
+                System.err.flush();
+            }));
+        } catch (IllegalStateException e) {
+            throw new UserError("the warm-up failed, so the service would not be fit to serve: " + e.getMessage());
+        }
+        Thread hook = new Thread(s::close, "restore-service-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        s.awaitEnd();
+        try {
+            Runtime.getRuntime().removeShutdownHook(hook);
+        } catch (IllegalStateException shuttingDown) {
+            // the hook is running: it closes the service
+        }
+        System.err.println("serve: ended");
+        return 0;
+    }
+}
