@@ -1,5 +1,6 @@
 package dev.faultline.cli;
 
+import dev.faultline.guest.BootProtocol;
 import dev.faultline.service.RestoreService;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -14,6 +15,8 @@ import picocli.CommandLine.Option;
                 "--server SOCKET' sends it a restore; so can any program: one JSON object per line, each way",
                 "(docs/snapshot.md). Restores run one at a time, in arrival order; each answer is the report that",
                 "'restore --json' prints plus the time from the request's arrival to the first guest instruction.",
+                "Between restores it keeps the backend open and a VM (RAM and memslots, no vCPU) built for the last",
+                "restore's RAM size, which the next restore of that size takes instead of building its own.",
                 "Progress and one line per request go to stderr. Runs until interrupted (SIGINT, SIGTERM) or --requests",
                 "restores are served; the socket file exists exactly while it listens."})
 final class ServeCommand implements Callable<Integer> {
@@ -29,6 +32,11 @@ final class ServeCommand implements Callable<Integer> {
             description = "Restores of the service's own small snapshot before it listens (0: none). Default: ${DEFAULT-VALUE}.")
     int warmUp;
 
+    @Option(names = "--vm-ahead", paramLabel = "SIZE", converter = Units.SizeConverter.class,
+            description = "Build a VM with this much RAM before listening, for the first restore of that size. After each restore the "
+                    + "service builds one of that restore's size for the next. Default: none.")
+    Long vmAhead;
+
     @Option(names = "--requests", paramLabel = "N", defaultValue = "0",
             description = "End after serving this many restores (0: run until interrupted). Default: ${DEFAULT-VALUE}.")
     long requests;
@@ -37,9 +45,13 @@ final class ServeCommand implements Callable<Integer> {
     public Integer call() throws InterruptedException {
         if (warmUp < 0) throw new UserError("--warm-up takes 0 or more restores, not " + warmUp);
         if (requests < 0) throw new UserError("--requests takes 0 (no limit) or more, not " + requests);
+        if (vmAhead != null && (vmAhead % 4096 != 0 || vmAhead < BootProtocol.IMAGE_MIN_GPA + 4096 || vmAhead > BootProtocol.MAX_RAM)) {
+            throw new UserError("--vm-ahead " + Units.formatSize(vmAhead) + " is not a RAM size a snapshot can have (a multiple of 4 KiB from "
+                    + Units.formatSize(BootProtocol.IMAGE_MIN_GPA + 4096) + " to " + Units.formatSize(BootProtocol.MAX_RAM) + ")");
+        }
         RestoreService s;
         try {
-            s = RestoreService.start(new RestoreService.Config(socket, backend, warmUp, requests, line -> {
+            s = RestoreService.start(new RestoreService.Config(socket, backend, warmUp, requests, vmAhead == null ? 0 : vmAhead, line -> {
                 System.err.println("serve: " + line);
                 System.err.flush();
             }));

@@ -35,7 +35,8 @@ import java.util.function.Consumer;
  * object per line back, after the restored guest has ended: the report {@code restore --json} prints
  * ({@link RestoreReport}) with a {@code service} object that times the request (arrival to first
  * guest instruction, time queued), or {@code {"ok": false, "error_kind": ..., "error": ...}}. Restores
- * run one at a time, in arrival order: on two CPUs, two at once would only time each other.
+ * run one at a time, in arrival order: on two CPUs, two at once would only time each other. Between
+ * restores it keeps its backend open and a VM built for the last restore's RAM size ({@link ReadyVm}).
  * The socket file exists exactly while the service listens.
  */
 public final class RestoreService implements AutoCloseable {
@@ -44,9 +45,14 @@ public final class RestoreService implements AutoCloseable {
      * @param backend        "kvm", "ref" or "auto" (resolved once, at start)
      * @param warmUpRestores restores of the warm-up snapshot before listening (0: none)
      * @param maxRestores    end after this many restore requests (0: never)
+     * @param vmAheadRamBytes build a VM of this RAM size before listening, for the first restore of that size (0: none)
      * @param log            one line per event: warm-up progress, listening, each request served
      */
-    public record Config(Path socket, String backend, int warmUpRestores, long maxRestores, Consumer<String> log) {}
+    public record Config(Path socket, String backend, int warmUpRestores, long maxRestores, long vmAheadRamBytes, Consumer<String> log) {
+        public Config(Path socket, String backend, int warmUpRestores, long maxRestores, Consumer<String> log) {
+            this(socket, backend, warmUpRestores, maxRestores, 0, log);
+        }
+    }
 
     /** Longest request line accepted. */
     static final int MAX_LINE = 64 << 10;
@@ -58,6 +64,7 @@ public final class RestoreService implements AutoCloseable {
     private final AtomicLong restoresServed = new AtomicLong(), requests = new AtomicLong();
     private final Set<SocketChannel> connections = ConcurrentHashMap.newKeySet();
     private final CountDownLatch ended = new CountDownLatch(1);
+    private final ReadyVm readyVm;
     private WarmUp warmUp;
     private ServerSocketChannel server;
     private volatile boolean closed;
@@ -65,6 +72,7 @@ public final class RestoreService implements AutoCloseable {
     private RestoreService(Config config, String backend) {
         this.config = config;
         this.backend = backend;
+        this.readyVm = new ReadyVm(backend, config.log());
     }
 
     /**
@@ -76,21 +84,27 @@ public final class RestoreService implements AutoCloseable {
     public static RestoreService start(Config c) {
         if (c.warmUpRestores() < 0) throw new IllegalArgumentException("the warm-up takes 0 or more restores, not " + c.warmUpRestores());
         String backend = c.backend().equals("auto") ? Backends.best().name() : c.backend();
-        Backends.open(backend).close();
         claim(c.socket());
         RestoreService s = new RestoreService(c, backend);
-        s.warmUp = WarmUp.run(backend, c.warmUpRestores(), line -> s.handle(line, System.nanoTime(), false), c.log());
-        claim(c.socket()); // again: another service may have started meanwhile
         try {
-            s.server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-            s.server.bind(UnixDomainSocketAddress.of(c.socket()));
-        } catch (IOException e) {
-            throw new IllegalArgumentException("cannot listen on " + c.socket() + ": " + e.getMessage(), e);
+            s.warmUp = WarmUp.run(backend, c.warmUpRestores(), line -> s.handle(line, System.nanoTime(), false), c.log());
+            if (c.vmAheadRamBytes() > 0) s.readyVm.prepare(c.vmAheadRamBytes());
+            claim(c.socket()); // again: another service may have started meanwhile
+            try {
+                s.server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+                s.server.bind(UnixDomainSocketAddress.of(c.socket()));
+            } catch (IOException e) {
+                throw new IllegalArgumentException("cannot listen on " + c.socket() + ": " + e.getMessage(), e);
+            }
+        } catch (RuntimeException | Error e) {
+            s.readyVm.close();
+            throw e;
         }
         Thread.ofPlatform().name("restore-service-accept").daemon().start(s::acceptLoop);
         WarmUp w = s.warmUp;
-        c.log().accept(String.format("listening on %s (backend %s; warm-up: %d %s restores in %.1f s, the last one's first instruction after %.1f ms)",
-                c.socket(), backend, w.restores(), w.mode(), w.nanos() / 1e9, w.lastFirstInstructionMillis()));
+        c.log().accept(String.format("listening on %s (backend %s; warm-up: %d %s restores in %.1f s, the last one's first instruction after %.1f ms%s)",
+                c.socket(), backend, w.restores(), w.mode(), w.nanos() / 1e9, w.lastFirstInstructionMillis(),
+                s.readyVm.readyRamBytes() == 0 ? "" : "; a VM for " + s.readyVm.readyRamBytes() + " bytes of RAM ready"));
         return s;
     }
 
@@ -208,10 +222,11 @@ public final class RestoreService implements AutoCloseable {
         if (req.op() == ServiceRequest.Op.STATUS) return status();
         restoring.lock();
         try {
+            readyVm.takenSinceAsked(); // forget a take by a restore that was refused
             long start = System.nanoTime();
             Restore.Result r;
             try {
-                r = Restore.run(req.dir(), req.options());
+                r = Restore.run(req.dir(), req.options().withBackends(readyVm::open).withShells(readyVm));
             } catch (SnapshotException e) {
                 if (client) config.log().accept("refused " + req.dir() + ": " + e.getMessage());
                 return error("refused", e.getMessage());
@@ -221,13 +236,16 @@ public final class RestoreService implements AutoCloseable {
                 if (client) config.log().accept("restore of " + req.dir() + " failed: " + e);
                 return error("failed", e.getMessage() == null ? e.toString() : e.getMessage());
             }
+            boolean vmAhead = readyVm.takenSinceAsked();
             long served = client ? restoresServed.incrementAndGet() : restoresServed.get();
+            readyVm.prepare(r.snapshot().ramBytes()); // for the next restore of this size; before the answer, so a client sees a settled process
             Map<String, Object> tree = RestoreReport.of(req.dir(), r, req.prefetch());
             double firstMs = (start - arrivalNanos + r.timings().firstEntry()) / 1e6;
             Map<String, Object> svc = new LinkedHashMap<>();
             svc.put("request_to_first_instruction_ms", round(firstMs));
             svc.put("queued_ms", round((start - arrivalNanos) / 1e6));
             svc.put("request_to_end_ms", round((System.nanoTime() - arrivalNanos) / 1e6));
+            svc.put("vm_built_ahead", vmAhead);
             svc.put("restores_served", served);
             svc.put("warm_up_restores", warmUp == null ? 0 : warmUp.restores());
             tree.put("service", svc);
@@ -249,6 +267,7 @@ public final class RestoreService implements AutoCloseable {
         m.put("requests", requests.get());
         m.put("restores_served", restoresServed.get());
         m.put("restoring", restoring.isLocked());
+        m.put("vm_ready_for_ram_bytes", readyVm.readyRamBytes());
         Map<String, Object> w = new LinkedHashMap<>();
         w.put("restores", warmUp.restores());
         w.put("mode", warmUp.mode());
@@ -296,7 +315,11 @@ public final class RestoreService implements AutoCloseable {
             }
         }
         restoring.lock(); // a restore under way ends first
-        restoring.unlock();
+        try {
+            readyVm.close();
+        } finally {
+            restoring.unlock();
+        }
         ended.countDown();
     }
 }

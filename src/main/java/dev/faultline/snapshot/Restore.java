@@ -115,9 +115,15 @@ public final class Restore {
      * @param backend  "kvm", "ref" or "auto"
      * @param handlers userfaultfd handler threads (lazy)
      * @param backends opens a backend by name ({@link Backends#open}; tests count the calls)
+     * @param shells   where the VM shell comes from ({@link Shells#NONE}: built during the restore)
      */
     public record Options(String backend, Mode mode, Verify verify, Prefetch prefetch, int handlers, Duration timeout,
-                          Function<String, Hypervisor> backends) {
+                          Function<String, Hypervisor> backends, Shells shells) {
+        public Options(String backend, Mode mode, Verify verify, Prefetch prefetch, int handlers, Duration timeout,
+                       Function<String, Hypervisor> backends) {
+            this(backend, mode, verify, prefetch, handlers, timeout, backends, null);
+        }
+
         public Options {
             if (verify == null) verify = mode == Mode.EAGER ? Verify.UPFRONT : Verify.ON_FIRST_TOUCH;
             if (mode == Mode.EAGER && verify != Verify.UPFRONT) throw new IllegalArgumentException("an eager restore always verifies every chunk upfront");
@@ -125,15 +131,33 @@ public final class Restore {
             if (handlers < 1) handlers = 1;
             if (timeout == null) timeout = Duration.ofMinutes(5);
             if (backends == null) backends = Backends::open;
+            if (shells == null) shells = Shells.NONE;
         }
 
         public static Options of(String backend, Mode mode) {
             return new Options(backend, mode, null, null, 1, null, null);
         }
 
-        public Options withVerify(Verify v) { return new Options(backend, mode, v, prefetch, handlers, timeout, backends); }
-        public Options withPrefetch(Prefetch p) { return new Options(backend, mode, verify, p, handlers, timeout, backends); }
-        public Options withBackends(Function<String, Hypervisor> b) { return new Options(backend, mode, verify, prefetch, handlers, timeout, b); }
+        public Options withVerify(Verify v) { return new Options(backend, mode, v, prefetch, handlers, timeout, backends, shells); }
+        public Options withPrefetch(Prefetch p) { return new Options(backend, mode, verify, p, handlers, timeout, backends, shells); }
+        public Options withBackends(Function<String, Hypervisor> b) { return new Options(backend, mode, verify, prefetch, handlers, timeout, b, shells); }
+        public Options withShells(Shells s) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, s); }
+    }
+
+    /**
+     * Where a restore's VM shell (VM, RAM, memslots) comes from: by default it is built during the
+     * restore, on the calling thread while the description is checked; a process that restores again
+     * and again (the restore service) can keep one built ahead.
+     */
+    @FunctionalInterface
+    public interface Shells {
+        /**
+         * A shell of {@code ramBytes} of anonymous RAM, default VM type and no memslot flags, on
+         * {@code hv}, now owned by the caller; or null, and the restore builds one.
+         */
+        VmShell take(Hypervisor hv, long ramBytes);
+
+        Shells NONE = (hv, ramBytes) -> null;
     }
 
     /**
@@ -203,7 +227,7 @@ public final class Restore {
             hv = o.backends().apply(o.backend());
             backendOpened = System.nanoTime() - t0;
             backendName.complete(hv.name());
-            shell = vmAhead(hv, dir);
+            shell = vmAhead(hv, dir, o.shells());
             vmReady = System.nanoTime() - t0;
             d = checks.description();
             descriptionJoined = System.nanoTime() - t0;
@@ -256,10 +280,16 @@ public final class Restore {
      * against it, or the shell is closed unused); null when the header names none. No vCPU exists
      * until the description has been checked.
      */
-    private static VmShell vmAhead(Hypervisor hv, Path dir) {
+    private static VmShell vmAhead(Hypervisor hv, Path dir, Shells shells) {
         long ram = PageMap.ramBytesInHeader(dir.resolve(SnapshotFormat.PAGE_MAP_FILE));
         if (ram < BootProtocol.IMAGE_MIN_GPA + SnapshotFormat.PAGE || ram > BootProtocol.MAX_RAM) return null;
-        return VmShell.create(hv, ram, GuestRam.Backing.ANONYMOUS, Caps.VM_TYPE_DEFAULT, 0);
+        VmShell ready = shells.take(hv, ram);
+        return ready != null ? ready : newShell(hv, ram);
+    }
+
+    /** A shell as a restore builds it: {@code ramBytes} of anonymous RAM, the default VM type, no memslot flags. */
+    public static VmShell newShell(Hypervisor hv, long ramBytes) {
+        return VmShell.create(hv, ramBytes, GuestRam.Backing.ANONYMOUS, Caps.VM_TYPE_DEFAULT, 0);
     }
 
     /**

@@ -78,6 +78,7 @@ class RestoreServiceTest {
                 assertTrue(first >= inRestore && first > 0, "from the request " + first + " ms, from the restore's start " + inRestore + " ms");
                 assertTrue(((Number) svc.get("request_to_end_ms")).doubleValue() >= first);
                 assertEquals(i, ((Number) svc.get("restores_served")).intValue(), "the warm-up's restores are not counted");
+                assertEquals(true, svc.get("vm_built_ahead"), "the warm-up's snapshot has the same RAM size: a VM of that size is ready");
             }
             assertEquals(3, s.restoresServed());
         }
@@ -111,6 +112,7 @@ class RestoreServiceTest {
 
             Map<String, Object> status = c.send("{\"op\":\"status\"}");
             assertEquals(true, status.get("ok"));
+            assertEquals(MEM, ((Number) status.get("vm_ready_for_ram_bytes")).longValue(), "a VM is built ahead for the last restore's size");
             assertEquals(5, ((Number) status.get("requests")).intValue());
             assertEquals(1, ((Number) status.get("restores_served")).intValue(), "refusals are not restores served");
             assertEquals(false, status.get("restoring"));
