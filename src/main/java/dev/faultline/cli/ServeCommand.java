@@ -58,7 +58,11 @@ final class ServeCommand implements Callable<Integer> {
         } catch (IllegalStateException e) {
             throw new UserError("the warm-up failed, so the service would not be fit to serve: " + e.getMessage());
         }
-        Thread hook = new Thread(s::close, "restore-service-shutdown");
+        // On SIGINT or SIGTERM: stop listening and remove the socket, without waiting for a guest under way.
+        Thread hook = new Thread(() -> {
+            s.stopListening();
+            System.err.println("serve: stopped by a signal; " + socket + " removed");
+        }, "restore-service-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
         s.awaitEnd();
         try {

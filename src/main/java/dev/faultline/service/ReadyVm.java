@@ -22,6 +22,7 @@ final class ReadyVm implements Restore.Shells, AutoCloseable {
     private final Consumer<String> log;
     private VmShell ready;
     private boolean taken;
+    private boolean closed;
 
     ReadyVm(String backendName, Consumer<String> log) {
         this.backend = Backends.open(backendName);
@@ -66,6 +67,8 @@ final class ReadyVm implements Restore.Shells, AutoCloseable {
 
     @Override
     public void close() {
+        if (closed) return;
+        closed = true;
         if (ready != null) ready.close();
         ready = null;
         backend.close();

@@ -24,6 +24,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Consumer;
@@ -67,6 +68,7 @@ public final class RestoreService implements AutoCloseable {
     private final ReadyVm readyVm;
     private WarmUp warmUp;
     private ServerSocketChannel server;
+    private final AtomicBoolean stopped = new AtomicBoolean();
     private volatile boolean closed;
 
     private RestoreService(Config config, String backend) {
@@ -290,12 +292,11 @@ public final class RestoreService implements AutoCloseable {
     }
 
     /**
-     * Stops listening, removes the socket file and takes no further request on any connection; a
-     * restore under way runs to its end and is answered first.
+     * Stops listening and removes the socket file, at once: what a signal's shutdown hook does (the
+     * process is ending; a guest under way ends with it). Any thread, any number of times.
      */
-    @Override
-    public void close() {
-        if (closed) return;
+    public void stopListening() {
+        if (!stopped.compareAndSet(false, true)) return;
         closed = true;
         try {
             if (server != null) server.close();
@@ -314,7 +315,16 @@ public final class RestoreService implements AutoCloseable {
                 // the peer may have gone already
             }
         }
-        restoring.lock(); // a restore under way ends first
+    }
+
+    /**
+     * {@link #stopListening}, then waits for a restore under way to end and be answered, closes the
+     * backend and the VM built ahead, and ends {@link #awaitEnd}. Any thread, any number of times.
+     */
+    @Override
+    public void close() {
+        stopListening();
+        restoring.lock();
         try {
             readyVm.close();
         } finally {
