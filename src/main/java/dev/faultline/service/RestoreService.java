@@ -55,6 +55,9 @@ public final class RestoreService implements AutoCloseable {
         }
     }
 
+    /** Longest Unix socket path (sun_path is 108 bytes with its terminating NUL). */
+    static final int MAX_SOCKET_PATH = 107;
+
     /** Longest request line accepted. */
     static final int MAX_LINE = 64 << 10;
 
@@ -125,6 +128,11 @@ public final class RestoreService implements AutoCloseable {
      * removed.
      */
     private static void claim(Path socket) {
+        int length = socket.toString().getBytes(StandardCharsets.UTF_8).length;
+        if (length > MAX_SOCKET_PATH) {
+            throw new IllegalArgumentException("the socket path " + socket + " is " + length + " bytes long; a Unix socket's path holds at most "
+                    + MAX_SOCKET_PATH + " (sun_path); choose a shorter one");
+        }
         Path parent = socket.toAbsolutePath().getParent();
         if (parent != null && !Files.isDirectory(parent)) throw new IllegalArgumentException("the socket's directory " + parent + " does not exist");
         if (!Files.exists(socket, LinkOption.NOFOLLOW_LINKS)) return;

@@ -130,6 +130,9 @@ class RestoreServiceTest {
         IllegalArgumentException noDir = assertThrows(IllegalArgumentException.class,
                 () -> start(tmp.resolve("no/such/dir/rs.sock"), "ref", 0, 0, new ArrayList<>()));
         assertTrue(noDir.getMessage().contains("does not exist"), noDir.getMessage());
+        IllegalArgumentException tooLong = assertThrows(IllegalArgumentException.class,
+                () -> start(tmp.resolve("s".repeat(120) + ".sock"), "ref", 5, 0, new ArrayList<>()));
+        assertTrue(tooLong.getMessage().contains("holds at most 107"), tooLong.getMessage());
 
         try (RestoreService s = start(sock, "ref", 0, 0, new ArrayList<>())) {
             IllegalArgumentException twice = assertThrows(IllegalArgumentException.class, () -> start(sock, "ref", 0, 0, new ArrayList<>()));
