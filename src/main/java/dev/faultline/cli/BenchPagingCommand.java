@@ -64,40 +64,40 @@ import picocli.CommandLine.Option;
                 "UFFDIO_COPY per fault) on the same machine. On ref (--delivery exit|blocking) the main slot is under",
                 "EXIT_ON_MISSING; --compare-deliveries runs exit and blocking delivery side by side in one process."})
 final class BenchPagingCommand implements Callable<Integer> {
-    @Option(names = "--backend", defaultValue = "kvm", description = "kvm or ref (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--backend", paramLabel = "NAME", defaultValue = "kvm", description = "kvm or ref (default: ${DEFAULT-VALUE}).")
     String backend;
 
-    @Option(names = "--delivery", description = "uffd (kvm), exit or blocking (ref) (default: uffd on kvm, exit on ref).")
+    @Option(names = "--delivery", paramLabel = "KIND", description = "uffd (kvm), exit or blocking (ref) (default: uffd on kvm, exit on ref).")
     String delivery;
 
-    @Option(names = "--vcpus", defaultValue = "1", description = "vCPUs (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--vcpus", paramLabel = "N", defaultValue = "1", description = "vCPUs (default: ${DEFAULT-VALUE}).")
     int vcpus;
 
-    @Option(names = "--mem-per-vcpu", defaultValue = "128M", converter = Units.SizeConverter.class,
+    @Option(names = "--mem-per-vcpu", paramLabel = "SIZE", defaultValue = "128M", converter = Units.SizeConverter.class,
             description = "Memory each vCPU touches (default: ${DEFAULT-VALUE}).")
     long memPerVcpu;
 
-    @Option(names = "--source", defaultValue = "zero", description = "zero or file (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--source", paramLabel = "KIND", defaultValue = "zero", description = "zero or file (default: ${DEFAULT-VALUE}).")
     String source;
 
-    @Option(names = "--source-file", description = "Flat RAM image for --source file (default: a generated sparse image, removed after).")
+    @Option(names = "--source-file", paramLabel = "FILE", description = "Flat RAM image for --source file (default: a generated sparse image, removed after).")
     Path sourceFile;
 
-    @Option(names = "--prefetch", defaultValue = "readahead", description = "none, readahead or replay (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--prefetch", paramLabel = "KIND", defaultValue = "readahead", description = "none, readahead or replay (default: ${DEFAULT-VALUE}).")
     String prefetch;
 
-    @Option(names = "--readahead",
+    @Option(names = "--readahead", paramLabel = "I:M:A",
             description = "Readahead INITIAL:MAX:AHEAD in pages: window start, window limit, background pages ahead "
                     + "(default: 16:256:8192 on kvm; 16:256:0 on ref, where the faulting thread installs the whole window).")
     String readahead;
 
-    @Option(names = "--working-set", description = "Working-set file to replay (--prefetch replay).")
+    @Option(names = "--working-set", paramLabel = "FILE", description = "Working-set file to replay (--prefetch replay).")
     Path workingSet;
 
-    @Option(names = "--record-working-set", description = "Write the order of first touches to this file.")
+    @Option(names = "--record-working-set", paramLabel = "FILE", description = "Write the order of first touches to this file.")
     Path recordWorkingSet;
 
-    @Option(names = "--handlers", description = "Handler threads (default: one per vCPU): on kvm uffd handlers, one userfaultfd "
+    @Option(names = "--handlers", paramLabel = "N", description = "Handler threads (default: one per vCPU): on kvm uffd handlers, one userfaultfd "
             + "each; on ref the threads of --delivery blocking (vCPU v served by thread v mod N).")
     Integer handlers;
 
@@ -109,7 +109,7 @@ final class BenchPagingCommand implements Callable<Integer> {
                     + "turns every wake-up of its vCPU into a cross-CPU interrupt (docs/paging.md).")
     Long spinOption;
 
-    @Option(names = "--handler-sched",
+    @Option(names = "--handler-sched", paramLabel = "POLICY",
             description = "How uffd handler threads are scheduled: normal, idle (SCHED_IDLE), nice:N, or fifo:P (SCHED_FIFO "
                     + "priority P; not with --spin-us). Default: idle for the spinning handlers of --prefetch none (above); "
                     + "nice:-5 when the handlers sleep in read() (they run only to serve a fault, and a woken handler then does "
@@ -117,17 +117,17 @@ final class BenchPagingCommand implements Callable<Integer> {
                     + "they also prefetch in the background (SCHED_IDLE would starve the readahead).")
     String handlerSched;
 
-    @Option(names = "--handler-wait",
+    @Option(names = "--handler-wait", paramLabel = "WHERE",
             description = "Where an idle uffd handler sleeps: read (in read() on a blocking userfaultfd: read and install per "
                     + "fault, two system calls), poll (in poll(): poll, read, install), or auto: read unless the handler spins "
                     + "or prefetches in the background (default: ${DEFAULT-VALUE}).", defaultValue = "auto")
     String handlerWait;
 
-    @Option(names = "--pin", description = "none, or paired: handler i and vCPU i share CPU i (kvm default: paired with one handler per "
+    @Option(names = "--pin", paramLabel = "HOW", description = "none, or paired: handler i and vCPU i share CPU i (kvm default: paired with one handler per "
             + "vCPU when every CPU has a vCPU or --prefetch none; ref default: paired, each vCPU with the CPU of its blocking handler).")
     String pin;
 
-    @Option(names = "--backing", defaultValue = "anonymous",
+    @Option(names = "--backing", paramLabel = "KIND", defaultValue = "anonymous",
             description = "anonymous (userfaultfd MISSING, UFFDIO_COPY) or memfd (MINOR, UFFDIO_CONTINUE) (default: ${DEFAULT-VALUE}).")
     String backing;
 
@@ -152,7 +152,7 @@ final class BenchPagingCommand implements Callable<Integer> {
                     + "interleaved (order alternating per round), in one process, and report the ratios.")
     boolean compareDeliveries;
 
-    @Option(names = "--vcpu-counts", split = ",", defaultValue = "1,2",
+    @Option(names = "--vcpu-counts", paramLabel = "N", split = ",", defaultValue = "1,2",
             description = "vCPU counts of --compare-deliveries (default: ${DEFAULT-VALUE}).")
     List<Integer> vcpuCounts;
 

@@ -14,7 +14,7 @@ final class CapsCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object instead of text.")
     boolean json;
 
-    @Option(names = "--kvm-device", description = "The KVM device to probe (default: ${DEFAULT-VALUE}).", defaultValue = "/dev/kvm")
+    @Option(names = "--kvm-device", paramLabel = "PATH", description = "The KVM device to probe (default: ${DEFAULT-VALUE}).", defaultValue = "/dev/kvm")
     String device;
 
     @Override

@@ -53,7 +53,7 @@ final class DemoCommand implements Callable<Integer> {
             description = "Where the chart goes. Default: ${DEFAULT-VALUE}.")
     Path chartDir;
 
-    @Option(names = "--backend", defaultValue = "auto", description = "kvm, ref or auto. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--backend", paramLabel = "NAME", defaultValue = "auto", description = "kvm, ref or auto. Default: ${DEFAULT-VALUE}.")
     String backend;
 
     @Mixin

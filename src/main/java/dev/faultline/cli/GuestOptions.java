@@ -68,13 +68,13 @@ final class GuestOptions {
             description = "Host memory behind guest RAM: anonymous or memfd. Default: ${DEFAULT-VALUE}.")
     String backing;
 
-    @Option(names = "--seed", defaultValue = "1", description = "Seed of the random workloads. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--seed", paramLabel = "N", defaultValue = "1", description = "Seed of the random workloads. Default: ${DEFAULT-VALUE}.")
     long seed;
 
-    @Option(names = "--stride", defaultValue = "8", description = "Page stride of the stride workload. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--stride", paramLabel = "PAGES", defaultValue = "8", description = "Page stride of the stride workload. Default: ${DEFAULT-VALUE}.")
     int stride;
 
-    @Option(names = "--rounds", defaultValue = "4", description = "Rounds of the hot and phases workloads. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--rounds", paramLabel = "N", defaultValue = "4", description = "Rounds of the hot and phases workloads. Default: ${DEFAULT-VALUE}.")
     int rounds;
 
     @Option(names = "--working-set", paramLabel = "PAGES", defaultValue = "0",

@@ -17,16 +17,16 @@ import picocli.CommandLine.Option;
                 "its memory from the source (post-copy) where the backend can (kvm with userfaultfd), else copying it first.",
                 "Prints 'listening on HOST:PORT' on stderr once it accepts connections."})
 final class MigrateListenCommand implements Callable<Integer> {
-    @Option(names = "--port", defaultValue = "7070", description = "TCP port (0: any free port). Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--port", paramLabel = "PORT", defaultValue = "7070", description = "TCP port (0: any free port). Default: ${DEFAULT-VALUE}.")
     int port;
 
-    @Option(names = "--bind", defaultValue = "127.0.0.1", description = "Address to listen on. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--bind", paramLabel = "ADDRESS", defaultValue = "127.0.0.1", description = "Address to listen on. Default: ${DEFAULT-VALUE}.")
     String bind;
 
-    @Option(names = "--backend", defaultValue = "auto", description = "kvm, ref or auto. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--backend", paramLabel = "NAME", defaultValue = "auto", description = "kvm, ref or auto. Default: ${DEFAULT-VALUE}.")
     String backend;
 
-    @Option(names = "--timeout-ms", defaultValue = "10000",
+    @Option(names = "--timeout-ms", paramLabel = "MS", defaultValue = "10000",
             description = "How long the source may stay silent when a message is due. Default: ${DEFAULT-VALUE}.")
     int timeoutMillis;
 

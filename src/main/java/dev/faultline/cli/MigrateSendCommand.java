@@ -37,7 +37,7 @@ final class MigrateSendCommand implements Callable<Integer> {
             description = "Give the guest this much non-zero data (from 4 MiB up) before it starts, so pages carry bytes. Default: ${DEFAULT-VALUE}.")
     long fill;
 
-    @Option(names = "--timeout-ms", defaultValue = "10000",
+    @Option(names = "--timeout-ms", paramLabel = "MS", defaultValue = "10000",
             description = "How long the destination may stay silent when an answer is due. Default: ${DEFAULT-VALUE}.")
     int timeoutMillis;
 
