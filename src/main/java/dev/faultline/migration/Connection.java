@@ -2,6 +2,7 @@ package dev.faultline.migration;
 
 import java.io.EOFException;
 import java.io.IOException;
+import java.lang.foreign.MemorySegment;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.nio.ByteBuffer;
@@ -31,11 +32,15 @@ public final class Connection implements AutoCloseable {
     private final Object sendLock = new Object();
     private final ByteBuffer sendBuf;
     private final ByteBuffer sendView;
+    private final MemorySegment sendSegment;
     private final CRC32C sendCrc = new CRC32C();
     private long sendSeq;
     private ByteBuffer recvBuf;
     private final CRC32C recvCrc = new CRC32C();
     private long recvSeq;
+    private int lastType, lastLength;
+    private MemorySegment recvSegment;
+    private ByteBuffer recvView, recvViewOf;
     private volatile int timeoutMillis;
     private final AtomicLong bytesSent = new AtomicLong(), bytesReceived = new AtomicLong();
 
@@ -59,6 +64,7 @@ public final class Connection implements AutoCloseable {
         int frameBytes = Protocol.HEADER_BYTES + Protocol.MAX_PAGES_PER_MESSAGE * Protocol.PAGE + 4096;
         this.sendBuf = ByteBuffer.allocateDirect(frameBytes);
         this.sendView = sendBuf.duplicate();
+        this.sendSegment = MemorySegment.ofBuffer(sendBuf).asSlice(Protocol.HEADER_BYTES);
         this.recvBuf = ByteBuffer.allocateDirect(frameBytes);
     }
 
@@ -85,6 +91,12 @@ public final class Connection implements AutoCloseable {
         if (millis < 0) throw new IllegalArgumentException("timeout must not be negative, got " + millis);
         timeoutMillis = millis;
     }
+
+    /**
+     * The send buffer from the payload's start (where {@link #send(int, Consumer)} positions the
+     * buffer it gives a body) as a segment: a body may write through it instead of the buffer.
+     */
+    public MemorySegment sendSegment() { return sendSegment; }
 
     /**
      * Sends one frame of {@code type} whose payload {@code body} writes into the buffer it is given
@@ -183,6 +195,17 @@ public final class Connection implements AutoCloseable {
      * cost more than the wait (a cross-CPU wake-up here is tens of microseconds).
      */
     public Frame receive(Object waitingFor, long spinNanos) {
+        receiveInPlace(waitingFor, spinNanos);
+        return lastFrame();
+    }
+
+    /**
+     * As {@link #receive(Object, long)}, without making anything: returns the payload's length and
+     * leaves the frame in the receive buffer, its type in {@link #lastType()}, its sequence number in
+     * {@link #lastSeq()} and its payload at {@link Protocol#HEADER_BYTES} of {@link #receivedSegment()},
+     * all valid until the next receive. For the fault path, which must not allocate per fault.
+     */
+    public int receiveInPlace(Object waitingFor, long spinNanos) {
         long seq = recvSeq + 1;
         ByteBuffer in = recvBuf;
         readFully(in.clear().limit(Protocol.HEADER_BYTES), waitingFor, spinNanos, seq, -1, 0);
@@ -221,8 +244,41 @@ public final class Connection implements AutoCloseable {
             throw new ProtocolException(peer() + ": message " + what(type, gotSeq) + " arrived where #" + seq + " was due (a message was lost or repeated)");
         }
         recvSeq = seq;
+        lastType = type;
+        lastLength = len;
         bytesReceived.addAndGet(Protocol.HEADER_BYTES + len);
-        return new Frame(type, seq, in.slice(Protocol.HEADER_BYTES, len));
+        return len;
+    }
+
+    /** The type of the frame {@link #receiveInPlace} received last. */
+    public int lastType() { return lastType; }
+
+    /** The sequence number of the frame received last. */
+    public long lastSeq() { return recvSeq; }
+
+    /** The receive buffer as a segment: the last frame's header at 0, its payload at {@link Protocol#HEADER_BYTES}. */
+    public MemorySegment receivedSegment() {
+        viewsOfReceiveBuffer();
+        return recvSegment;
+    }
+
+    /** The receive buffer (a view of its whole capacity, for absolute reads), laid out as {@link #receivedSegment()}. */
+    public ByteBuffer receivedBuffer() {
+        viewsOfReceiveBuffer();
+        return recvView;
+    }
+
+    /** The last frame received, made from the receive buffer (for what is not on a fault path). */
+    public Frame lastFrame() {
+        return new Frame(lastType, recvSeq, recvBuf.slice(Protocol.HEADER_BYTES, lastLength));
+    }
+
+    private void viewsOfReceiveBuffer() {
+        if (recvViewOf != recvBuf) { // made again only when the buffer grew for a large message
+            recvView = recvBuf.duplicate().clear();
+            recvSegment = MemorySegment.ofBuffer(recvView);
+            recvViewOf = recvBuf;
+        }
     }
 
     private static String what(int type, long seq) {

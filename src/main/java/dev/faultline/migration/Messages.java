@@ -5,8 +5,11 @@ import dev.faultline.hv.Regs;
 import dev.faultline.hv.Segment;
 import dev.faultline.hv.Sregs;
 import dev.faultline.vmm.VcpuState;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.BufferUnderflowException;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
@@ -95,8 +98,11 @@ public final class Messages {
     // ---------------------------------------------------------------- PAGES
 
     public static void pagesHeader(ByteBuffer b, PagesHeader p) {
-        b.putLong(p.gpa()).putInt(p.count()).put((byte) p.purpose()).put((byte) 0).putShort((short) 0)
-                .putLong(p.requestId()).putLong(p.zeroMask());
+        pagesHeader(b, p.gpa(), p.count(), p.purpose(), p.requestId(), p.zeroMask());
+    }
+
+    public static void pagesHeader(ByteBuffer b, long gpa, int count, int purpose, long requestId, long zeroMask) {
+        b.putLong(gpa).putInt(count).put((byte) purpose).put((byte) 0).putShort((short) 0).putLong(requestId).putLong(zeroMask);
     }
 
     /**
@@ -112,28 +118,73 @@ public final class Messages {
             b.getShort();
             return new PagesHeader(gpa, count, purpose, b.getLong(), b.getLong());
         });
-        String what = peer + ": message " + f.describe();
-        if (p.count() < 1 || p.count() > Protocol.MAX_PAGES_PER_MESSAGE) {
-            throw new ProtocolException(what + " carries " + p.count() + " pages; 1 to " + Protocol.MAX_PAGES_PER_MESSAGE + " are allowed");
-        }
-        if ((p.gpa() & (Protocol.PAGE - 1)) != 0) {
-            throw new ProtocolException(String.format("%s: page address 0x%x is not page-aligned; nothing of it was installed", what, p.gpa()));
-        }
-        long end = p.gpa() + (long) p.count() * Protocol.PAGE;
-        if (p.gpa() < 0 || end > ramSize || end < p.gpa()) {
-            throw new ProtocolException(String.format("%s: pages [0x%x, 0x%x) lie outside guest RAM [0, 0x%x); nothing of it was installed",
-                    what, p.gpa(), end, ramSize));
-        }
-        if (p.count() < 64 && (p.zeroMask() >>> p.count()) != 0) {
-            throw new ProtocolException(what + ": zero mask 0x" + Long.toHexString(p.zeroMask()) + " names pages beyond its " + p.count());
-        }
-        if (p.purpose() > Protocol.PURPOSE_REPLY) throw new ProtocolException(what + ": unknown purpose " + p.purpose());
-        long want = PagesHeader.BYTES + (long) p.dataPages() * Protocol.PAGE;
-        if (f.payload().remaining() != want) {
-            throw new ProtocolException(what + ": payload of " + f.payload().remaining() + " bytes, " + want + " expected for "
-                    + p.dataPages() + " non-zero pages; nothing of it was installed");
+        if (!checkedPages(p.gpa(), p.count(), p.purpose(), p.zeroMask(), f.payload().remaining(), ramSize)) {
+            checkPages(peer, f.type(), f.seq(), p.gpa(), p.count(), p.purpose(), p.zeroMask(), f.payload().remaining(), ramSize);
         }
         return p;
+    }
+
+    /** Big-endian fields of a payload read in place (the wire is big-endian, as ByteBuffer writes it). */
+    private static final ValueLayout.OfLong BE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    private static final ValueLayout.OfInt BE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+
+    /**
+     * The PAGES header of the frame {@code c} last received in place ({@link Connection#receiveInPlace},
+     * payload of {@code payloadBytes}), checked as {@link #pagesHeader(Frame, String, long)} checks it;
+     * read its fields with {@link #pagesGpa} and the others. Makes nothing unless it fails.
+     */
+    public static void checkPagesInPlace(Connection c, int payloadBytes, long ramSize) {
+        if (c.lastType() != Protocol.PAGES || payloadBytes < PagesHeader.BYTES) {
+            Frame f = new Frame(c.lastType(), c.lastSeq(), ByteBuffer.allocate(payloadBytes)); // for the message only
+            expectType(f, c.peer(), Protocol.PAGES);
+            throw new ProtocolException(c.peer() + ": message " + f.describe() + " is too short (" + payloadBytes + " bytes) for its "
+                    + PagesHeader.BYTES + "-byte header");
+        }
+        MemorySegment in = c.receivedSegment();
+        if (checkedPages(pagesGpa(in), pagesCount(in), pagesPurpose(in), pagesZeroMask(in), payloadBytes, ramSize)) return;
+        checkPages(c.peer(), c.lastType(), c.lastSeq(), pagesGpa(in), pagesCount(in), pagesPurpose(in), pagesZeroMask(in), payloadBytes, ramSize);
+    }
+
+    /** Fields of the PAGES header in a connection's {@link Connection#receivedSegment()}. */
+    public static long pagesGpa(MemorySegment in) { return in.get(BE_LONG, Protocol.HEADER_BYTES); }
+    public static int pagesCount(MemorySegment in) { return in.get(BE_INT, Protocol.HEADER_BYTES + 8); }
+    public static int pagesPurpose(MemorySegment in) { return in.get(ValueLayout.JAVA_BYTE, Protocol.HEADER_BYTES + 12) & 0xff; }
+    public static long pagesRequestId(MemorySegment in) { return in.get(BE_LONG, Protocol.HEADER_BYTES + 16); }
+    public static long pagesZeroMask(MemorySegment in) { return in.get(BE_LONG, Protocol.HEADER_BYTES + 24); }
+
+    /** Whether a PAGES header is sound (what {@link #checkPages} refuses, without wording it). */
+    private static boolean checkedPages(long gpa, int count, int purpose, long zeroMask, long payloadBytes, long ramSize) {
+        long end = gpa + (long) count * Protocol.PAGE;
+        return count >= 1 && count <= Protocol.MAX_PAGES_PER_MESSAGE && (gpa & (Protocol.PAGE - 1)) == 0 && gpa >= 0 && end <= ramSize
+                && end >= gpa && (count == 64 || (zeroMask >>> count) == 0) && purpose <= Protocol.PURPOSE_REPLY
+                && payloadBytes == PagesHeader.BYTES + (long) (count - Long.bitCount(zeroMask)) * Protocol.PAGE;
+    }
+
+    /** Refuses an unsound PAGES header, naming the peer, the message and what is wrong (called once {@link #checkedPages} said no). */
+    private static void checkPages(String peer, int type, long seq, long gpa, int count, int purpose, long zeroMask, long payloadBytes, long ramSize) {
+        String what = peer + ": message " + Protocol.typeName(type) + " #" + seq;
+        if (count < 1 || count > Protocol.MAX_PAGES_PER_MESSAGE) {
+            throw new ProtocolException(what + " carries " + count + " pages; 1 to " + Protocol.MAX_PAGES_PER_MESSAGE + " are allowed");
+        }
+        if ((gpa & (Protocol.PAGE - 1)) != 0) {
+            throw new ProtocolException(String.format("%s: page address 0x%x is not page-aligned; nothing of it was installed", what, gpa));
+        }
+        long end = gpa + (long) count * Protocol.PAGE;
+        if (gpa < 0 || end > ramSize || end < gpa) {
+            throw new ProtocolException(String.format("%s: pages [0x%x, 0x%x) lie outside guest RAM [0, 0x%x); nothing of it was installed",
+                    what, gpa, end, ramSize));
+        }
+        if (count < 64 && (zeroMask >>> count) != 0) {
+            throw new ProtocolException(what + ": zero mask 0x" + Long.toHexString(zeroMask) + " names pages beyond its " + count);
+        }
+        if (purpose > Protocol.PURPOSE_REPLY) throw new ProtocolException(what + ": unknown purpose " + purpose);
+        int dataPages = count - Long.bitCount(zeroMask);
+        long want = PagesHeader.BYTES + (long) dataPages * Protocol.PAGE;
+        if (payloadBytes != want) {
+            throw new ProtocolException(what + ": payload of " + payloadBytes + " bytes, " + want + " expected for "
+                    + dataPages + " non-zero pages; nothing of it was installed");
+        }
+        throw new IllegalStateException("checkedPages refused what checkPages accepts: " + what); // the two must agree
     }
 
     // ---------------------------------------------------------------- DISCARD, REQUEST, small ones
@@ -162,17 +213,51 @@ public final class Messages {
     }
 
     public static void request(ByteBuffer b, Request r) {
-        b.putLong(r.id()).putLong(r.gpa()).putInt(r.count());
+        request(b, r.id(), r.gpa(), r.count());
+    }
+
+    public static void request(ByteBuffer b, long id, long gpa, int count) {
+        b.putLong(id).putLong(gpa).putInt(count);
     }
 
     public static Request request(Frame f, String peer, long ramSize) {
         Request r = decode(f, peer, Protocol.REQUEST, b -> new Request(b.getLong(), b.getLong(), b.getInt()));
-        long end = r.gpa() + (long) r.count() * Protocol.PAGE;
-        if ((r.gpa() & (Protocol.PAGE - 1)) != 0 || r.count() < 1 || r.count() > Protocol.MAX_PAGES_PER_MESSAGE || r.gpa() < 0 || end > ramSize) {
-            throw new ProtocolException(String.format("%s: request %d (message %s) asks for [0x%x, +%d pages), not 1..64 whole pages inside guest RAM [0, 0x%x)",
-                    peer, r.id(), f.describe(), r.gpa(), r.count(), ramSize));
-        }
+        if (!soundRequest(r.gpa(), r.count(), ramSize)) refuseRequest(peer, f.describe(), r.id(), r.gpa(), r.count(), ramSize);
         return r;
+    }
+
+    /** Bytes of a REQUEST payload: id, first page's address, page count. */
+    static final int REQUEST_BYTES = 20;
+
+    /**
+     * The REQUEST that {@code c} last received in place ({@link Connection#receiveInPlace}, payload of
+     * {@code payloadBytes}), checked as {@link #request(Frame, String, long)} checks it; read it with
+     * {@link #requestId} and the others. Makes nothing unless it fails.
+     */
+    public static void checkRequestInPlace(Connection c, int payloadBytes, long ramSize) {
+        if (c.lastType() != Protocol.REQUEST || payloadBytes != REQUEST_BYTES) {
+            request(c.lastFrame(), c.peer(), ramSize); // words what is wrong
+            throw new IllegalStateException("a REQUEST of " + payloadBytes + " bytes was taken");
+        }
+        MemorySegment in = c.receivedSegment();
+        if (!soundRequest(requestGpa(in), requestCount(in), ramSize)) {
+            refuseRequest(c.peer(), Protocol.typeName(c.lastType()) + " #" + c.lastSeq(), requestId(in), requestGpa(in), requestCount(in), ramSize);
+        }
+    }
+
+    /** Fields of the REQUEST in a connection's {@link Connection#receivedSegment()}. */
+    public static long requestId(MemorySegment in) { return in.get(BE_LONG, Protocol.HEADER_BYTES); }
+    public static long requestGpa(MemorySegment in) { return in.get(BE_LONG, Protocol.HEADER_BYTES + 8); }
+    public static int requestCount(MemorySegment in) { return in.get(BE_INT, Protocol.HEADER_BYTES + 16); }
+
+    private static boolean soundRequest(long gpa, int count, long ramSize) {
+        long end = gpa + (long) count * Protocol.PAGE;
+        return (gpa & (Protocol.PAGE - 1)) == 0 && count >= 1 && count <= Protocol.MAX_PAGES_PER_MESSAGE && gpa >= 0 && end <= ramSize;
+    }
+
+    private static void refuseRequest(String peer, String message, long id, long gpa, int count, long ramSize) {
+        throw new ProtocolException(String.format("%s: request %d (message %s) asks for [0x%x, +%d pages), not 1..64 whole pages inside guest RAM [0, 0x%x)",
+                peer, id, message, gpa, count, ramSize));
     }
 
     public static long u64(Frame f, String peer, int type) {

@@ -379,41 +379,63 @@ public final class MigrationSource {
 
         private void serveRequests(Connection c) {
             if (options.priorities()) priorities.put(Thread.currentThread().getName(), ThreadPriority.FAULT_PATH.applyAndDescribe());
+            // Each request is read in place and answered through this one body: nothing is made per fault.
+            ReplyBody reply = new ReplyBody(c.sendSegment());
             try {
                 while (true) {
-                    Frame f = c.receive("a page request");
+                    int len = c.receiveInPlace("a page request", 0);
                     long t0 = System.nanoTime();
-                    if (f.type() == Protocol.ERROR) {
-                        failure.compareAndSet(null, c.peer() + " gave up: " + Messages.string(f, c.peer(), Protocol.ERROR));
+                    if (c.lastType() == Protocol.ERROR) {
+                        failure.compareAndSet(null, c.peer() + " gave up: " + Messages.string(c.lastFrame(), c.peer(), Protocol.ERROR));
                         return;
                     }
-                    Messages.Request r = Messages.request(f, c.peer(), ramSize);
-                    if (r.id() == 0) { // warm-up: answered like a fault, from RAM as it is now; the destination discards it
-                        c.send(Protocol.PAGES, b -> Pages.encode(b, ram, r.gpa(), r.count(), Protocol.PURPOSE_REPLY, 0));
+                    Messages.checkRequestInPlace(c, len, ramSize);
+                    MemorySegment in = c.receivedSegment();
+                    long id = Messages.requestId(in), gpa = Messages.requestGpa(in);
+                    int count = Messages.requestCount(in);
+                    reply.gpa = gpa;
+                    reply.count = count;
+                    reply.requestId = id;
+                    if (id == 0) { // warm-up: answered like a fault, from RAM as it is now; the destination discards it
+                        c.send(Protocol.PAGES, reply);
                         continue;
                     }
-                    if (!switchedOver) throw new ProtocolException(c.peer() + ": request " + r.id() + " before the switch-over");
-                    long page = r.gpa() / Protocol.PAGE;
-                    c.send(Protocol.PAGES, b -> Pages.encode(b, ram, r.gpa(), r.count(), Protocol.PURPOSE_REPLY, r.id()));
-                    for (int k = 0; k < r.count(); k++) sent.trySet(page + k);
-                    hint.set(page + r.count());
+                    if (!switchedOver) throw new ProtocolException(c.peer() + ": request " + id + " before the switch-over");
+                    long page = gpa / Protocol.PAGE;
+                    c.send(Protocol.PAGES, reply);
+                    for (int k = 0; k < count; k++) sent.trySet(page + k);
+                    hint.set(page + count);
                     requests.incrementAndGet();
-                    requestedPages.addAndGet(r.count());
+                    requestedPages.addAndGet(count);
                     long nanos = System.nanoTime() - t0;
                     synchronized (serviceNanos) {
                         serviceNanos.recordValue(Math.min(nanos, dev.faultline.paging.LaneStats.MAX_NANOS));
                     }
                     MigrationEvents.Served ev = new MigrationEvents.Served();
                     if (ev.shouldCommit()) {
-                        ev.gpa = r.gpa();
-                        ev.pages = r.count();
-                        ev.requestId = r.id();
+                        ev.gpa = gpa;
+                        ev.pages = count;
+                        ev.requestId = id;
                         ev.nanos = nanos;
                         ev.commit();
                     }
                 }
             } catch (ProtocolException e) {
                 if (!finished) failure.compareAndSet(null, e.getMessage());
+            }
+        }
+
+        /** A PAGES reply (purpose REPLY) from RAM, written through the connection's send segment; reused by its thread. */
+        private final class ReplyBody implements java.util.function.Consumer<java.nio.ByteBuffer> {
+            private final MemorySegment out;
+            long gpa, requestId;
+            int count;
+
+            ReplyBody(MemorySegment out) { this.out = out; }
+
+            @Override
+            public void accept(java.nio.ByteBuffer b) {
+                Pages.encode(b, out, ram, gpa, count, Protocol.PURPOSE_REPLY, requestId, 0);
             }
         }
 

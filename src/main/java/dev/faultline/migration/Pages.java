@@ -36,8 +36,16 @@ public final class Pages {
      * known to be zeros (bit i: page i; {@link dev.faultline.sys.Pagemap#neverPopulated}) not read.
      */
     public static int encode(ByteBuffer b, MemorySegment ram, long gpa, int count, int purpose, long requestId, long knownZero) {
+        return encode(b, b.isDirect() ? MemorySegment.ofBuffer(b) : null, ram, gpa, count, purpose, requestId, knownZero);
+    }
+
+    /**
+     * As {@link #encode(ByteBuffer, MemorySegment, long, int, int, long, long)}, writing the pages
+     * through {@code out}, a segment of {@code b} from its current position (null for a heap buffer):
+     * a sender that keeps one ({@link Connection#sendSegment}) makes nothing per message.
+     */
+    public static int encode(ByteBuffer b, MemorySegment out, MemorySegment ram, long gpa, int count, int purpose, long requestId, long knownZero) {
         int start = b.position();
-        MemorySegment out = b.isDirect() ? MemorySegment.ofBuffer(b) : null; // [start, limit) of a native buffer
         b.position(start + Messages.PagesHeader.BYTES);
         long mask = 0;
         int data = 0;
@@ -54,7 +62,7 @@ public final class Pages {
         }
         int end = b.position();
         b.position(start);
-        Messages.pagesHeader(b, new Messages.PagesHeader(gpa, count, purpose, requestId, mask));
+        Messages.pagesHeader(b, gpa, count, purpose, requestId, mask);
         b.position(end);
         return data;
     }

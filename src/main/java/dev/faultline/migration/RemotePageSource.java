@@ -22,6 +22,7 @@ import java.util.concurrent.atomic.AtomicLong;
 public final class RemotePageSource implements PageSource {
     private final List<Connection> urgent;
     private final ReplyWait[] waits;
+    private final RequestBody[] bodies;
     private final long replySpinNanos;
     private final long ramSize;
     private final PageLog log;
@@ -43,7 +44,10 @@ public final class RemotePageSource implements PageSource {
     }
 
     public interface PageLog {
-        /** @param payload the received payload holding the page at {@code offset} (null for a zero page) */
+        /**
+         * @param payload a buffer holding the page at absolute {@code offset} (null for a zero page), valid
+         *     during the call only
+         */
         void accepted(long gpa, ByteBuffer payload, int offset, boolean zero);
     }
 
@@ -58,6 +62,8 @@ public final class RemotePageSource implements PageSource {
         this.urgent = new ArrayList<>(urgent);
         this.waits = new ReplyWait[urgent.size()];
         for (int i = 0; i < waits.length; i++) waits[i] = new ReplyWait();
+        this.bodies = new RequestBody[urgent.size()];
+        for (int i = 0; i < bodies.length; i++) bodies[i] = new RequestBody();
         this.ramSize = ramSize;
         this.log = log;
         this.samples = samples;
@@ -100,38 +106,50 @@ public final class RemotePageSource implements PageSource {
         samples.record(t0, nanos, lane);
     }
 
+    /**
+     * One request and its reply, making nothing on the way (the request is written by the lane's
+     * {@link RequestBody}, the reply read in place in the connection's buffer); only a failure words
+     * a message.
+     */
     private void exchange(int lane, Connection c, long id, long gpa, int count, MemorySegment dst, long dstOffset, boolean real) {
         MigrationEvents.RemoteFetch ev = new MigrationEvents.RemoteFetch();
         ev.begin();
         try {
             // A shared connection (more threads than connections) carries one request at a time.
             synchronized (c) {
-                c.send(Protocol.REQUEST, b -> Messages.request(b, new Messages.Request(id, gpa, count)));
+                RequestBody body = bodies[lane];
+                body.id = id;
+                body.gpa = gpa;
+                body.count = count;
+                c.send(Protocol.REQUEST, body);
                 ReplyWait wait = waits[lane];
                 wait.id = id;
                 wait.gpa = gpa;
                 wait.count = count;
-                Frame f = c.receive(wait, replySpinNanos);
-                if (f.type() == Protocol.ERROR) {
+                int len = c.receiveInPlace(wait, replySpinNanos);
+                if (c.lastType() == Protocol.ERROR) {
+                    Frame f = c.lastFrame();
                     throw new ProtocolException(c.peer() + " reported an error instead of answering request " + id + ": "
                             + Messages.string(f, c.peer(), Protocol.ERROR));
                 }
-                Messages.PagesHeader h = Messages.pagesHeader(f, c.peer(), ramSize);
-                if (h.purpose() != Protocol.PURPOSE_REPLY || h.requestId() != id || h.gpa() != gpa || h.count() != count) {
-                    throw new ProtocolException(String.format("%s: message %s answers request %d [0x%x, +%d) (%s) where request %d [0x%x, +%d) was due; nothing of it was installed",
-                            c.peer(), f.describe(), h.requestId(), h.gpa(), h.count(), Protocol.purposeName(h.purpose()), id, gpa, count));
+                Messages.checkPagesInPlace(c, len, ramSize);
+                MemorySegment in = c.receivedSegment();
+                long zeroMask = Messages.pagesZeroMask(in);
+                if (Messages.pagesPurpose(in) != Protocol.PURPOSE_REPLY || Messages.pagesRequestId(in) != id || Messages.pagesGpa(in) != gpa
+                        || Messages.pagesCount(in) != count) {
+                    throw new ProtocolException(String.format("%s: message %s #%d answers request %d [0x%x, +%d) (%s) where request %d [0x%x, +%d) was due; nothing of it was installed",
+                            c.peer(), Protocol.typeName(c.lastType()), c.lastSeq(), Messages.pagesRequestId(in), Messages.pagesGpa(in), Messages.pagesCount(in),
+                            Protocol.purposeName(Messages.pagesPurpose(in)), id, gpa, count));
                 }
-                ByteBuffer p = f.payload();
-                MemorySegment data = MemorySegment.ofBuffer(p);
-                int off = Messages.PagesHeader.BYTES;
+                long off = Protocol.HEADER_BYTES + Messages.PagesHeader.BYTES;
                 for (int i = 0; i < count; i++) {
                     long d = dstOffset + (long) i * PAGE;
-                    if (h.isZero(i)) {
-                        dst.asSlice(d, PAGE).fill((byte) 0);
+                    if ((zeroMask & (1L << i)) != 0) {
+                        MemorySegment.copy(ZERO_PAGE, 0, dst, d, PAGE);
                         if (real) log.accepted(gpa + (long) i * PAGE, null, 0, true);
                     } else {
-                        MemorySegment.copy(data, off, dst, d, Protocol.PAGE);
-                        if (real) log.accepted(gpa + (long) i * PAGE, p, off, false);
+                        MemorySegment.copy(in, off, dst, d, Protocol.PAGE);
+                        if (real) log.accepted(gpa + (long) i * PAGE, c.receivedBuffer(), (int) off, false);
                         off += Protocol.PAGE;
                     }
                 }
@@ -147,6 +165,20 @@ public final class RemotePageSource implements PageSource {
             ev.commit();
         }
     }
+
+    /** The payload of a REQUEST, reused by its lane: id, first page, page count. */
+    private static final class RequestBody implements java.util.function.Consumer<ByteBuffer> {
+        long id, gpa;
+        int count;
+
+        @Override
+        public void accept(ByteBuffer b) {
+            Messages.request(b, id, gpa, count);
+        }
+    }
+
+    /** A page of zeros, copied over a zero page of a reply. */
+    private static final MemorySegment ZERO_PAGE = java.lang.foreign.Arena.global().allocate(PAGE);
 
     public long requests() { return nextId.get(); }
 

@@ -164,6 +164,65 @@ class ProtocolTest {
         }
     }
 
+    /**
+     * Every kind of unsound PAGES header is refused alike whether the frame is decoded
+     * ({@link Messages#pagesHeader(Frame, String, long)}) or read in place on the fault path
+     * ({@link Messages#checkPagesInPlace}); a sound one is accepted by both.
+     */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{5}")
+    @org.junit.jupiter.params.provider.CsvSource(delimiter = '|', value = {
+            "0x100000 | 1  | 2 | 0x0                | 1 | ",
+            "0x100000 | 64 | 2 | 0xffffffffffffffff | 0 | ",
+            "0x100000 | 0  | 2 | 0x0                | 0 | carries 0 pages",
+            "0x100000 | 65 | 2 | 0x0                | 0 | carries 65 pages",
+            "0x100800 | 1  | 2 | 0x0                | 1 | is not page-aligned",
+            "0x7ff000 | 2  | 2 | 0x0                | 2 | lie outside guest RAM",
+            "0x100000 | 2  | 2 | 0x4                | 2 | names pages beyond its 2",
+            "0x100000 | 1  | 9 | 0x0                | 1 | unknown purpose 9",
+            "0x100000 | 2  | 2 | 0x1                | 2 | payload of 8224 bytes, 4128 expected"})
+    void shouldRefuseAnUnsoundPagesHeaderAlikeDecodedOrInPlace(String gpaHex, int count, int purpose, String maskHex, int dataPages, String refusal) {
+        long gpa = Long.decode(gpaHex), mask = Long.parseUnsignedLong(maskHex.substring(2), 16);
+        for (int round = 0; round < 2; round++) {
+            a.send(Protocol.PAGES, buf -> {
+                Messages.pagesHeader(buf, gpa, count, purpose, 7, mask);
+                buf.position(buf.position() + dataPages * Protocol.PAGE);
+            });
+        }
+        long ram = 8L << 20;
+        if (refusal == null) {
+            assertEquals(gpa, Messages.pagesHeader(b.receive("PAGES"), b.peer(), ram).gpa());
+            Messages.checkPagesInPlace(b, b.receiveInPlace("PAGES", 0), ram);
+            assertEquals(gpa, Messages.pagesGpa(b.receivedSegment()));
+            assertEquals(count, Messages.pagesCount(b.receivedSegment()));
+            assertEquals(7, Messages.pagesRequestId(b.receivedSegment()));
+            assertEquals(mask, Messages.pagesZeroMask(b.receivedSegment()));
+            return;
+        }
+        Frame f = b.receive("PAGES");
+        ProtocolException decoded = assertThrows(ProtocolException.class, () -> Messages.pagesHeader(f, b.peer(), ram));
+        int len = b.receiveInPlace("PAGES", 0);
+        ProtocolException inPlace = assertThrows(ProtocolException.class, () -> Messages.checkPagesInPlace(b, len, ram));
+        assertTrue(decoded.getMessage().contains(refusal), decoded.getMessage());
+        assertEquals(decoded.getMessage().replace("#1", "#2"), inPlace.getMessage(), "the same refusal either way");
+    }
+
+    @Test
+    void shouldReadARequestInPlaceAsDecodedAndRefuseOneOutsideRamAlike() {
+        a.send(Protocol.REQUEST, buf -> Messages.request(buf, 9, 0x200000, 3));
+        Messages.checkRequestInPlace(b, b.receiveInPlace("REQUEST", 0), 8L << 20);
+        assertEquals(9, Messages.requestId(b.receivedSegment()));
+        assertEquals(0x200000, Messages.requestGpa(b.receivedSegment()));
+        assertEquals(3, Messages.requestCount(b.receivedSegment()));
+        a.send(Protocol.REQUEST, buf -> Messages.request(buf, 10, 0x7ff000, 3));
+        a.send(Protocol.REQUEST, buf -> Messages.request(buf, 10, 0x7ff000, 3));
+        Frame f = b.receive("REQUEST");
+        ProtocolException decoded = assertThrows(ProtocolException.class, () -> Messages.request(f, b.peer(), 8L << 20));
+        int len = b.receiveInPlace("REQUEST", 0);
+        ProtocolException inPlace = assertThrows(ProtocolException.class, () -> Messages.checkRequestInPlace(b, len, 8L << 20));
+        assertTrue(decoded.getMessage().contains("not 1..64 whole pages inside guest RAM"), decoded.getMessage());
+        assertEquals(decoded.getMessage().replace("#2", "#3"), inPlace.getMessage());
+    }
+
     @Test
     void shouldTimeOutOnASilentPeer() throws IOException {
         b.setTimeout(200);
