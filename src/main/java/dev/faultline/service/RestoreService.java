@@ -72,7 +72,7 @@ public final class RestoreService implements AutoCloseable {
     private WarmUp warmUp;
     private ServerSocketChannel server;
     private final AtomicBoolean stopped = new AtomicBoolean();
-    private volatile boolean closed;
+    private volatile boolean closed, stopRequested;
 
     private RestoreService(Config config, String backend) {
         this.config = config;
@@ -190,7 +190,7 @@ public final class RestoreService implements AutoCloseable {
                 long arrival = System.nanoTime();
                 Map<String, Object> answer = handle(line, arrival, true);
                 reply(out, answer);
-                if (config.maxRestores() > 0 && restoresServed.get() >= config.maxRestores()) close();
+                if (stopRequested || (config.maxRestores() > 0 && restoresServed.get() >= config.maxRestores())) close();
             }
         } catch (IOException e) {
             if (!closed) config.log().accept("a connection ended: " + e.getMessage());
@@ -230,6 +230,15 @@ public final class RestoreService implements AutoCloseable {
             return error("bad-request", e.getMessage());
         }
         if (req.op() == ServiceRequest.Op.STATUS) return status();
+        if (req.op() == ServiceRequest.Op.STOP) {
+            if (client) config.log().accept("stopping: asked by a client");
+            stopRequested = true;
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("ok", true);
+            m.put("op", "stop");
+            m.put("restores_served", restoresServed.get());
+            return m;
+        }
         restoring.lock();
         try {
             readyVm.takenSinceAsked(); // forget a take by a restore that was refused

@@ -19,6 +19,7 @@ import java.util.Map;
  * {"op": "restore", "dir": "/abs/snapshot", "mode": "lazy", "backend": "kvm", "verify": "on-touch",
  *  "prefetch": "readahead", "handlers": 1, "timeout_s": 300}
  * {"op": "status"}
+ * {"op": "stop"}
  * </pre>
  * {@code op} defaults to "restore"; a restore needs {@code dir} (absolute: the service's working
  * directory is not the client's) and {@code mode}; the rest default as {@code faultline restore}'s
@@ -28,7 +29,7 @@ import java.util.Map;
  * @param prefetch the prefetch a lazy restore was asked for (the report names it)
  */
 public record ServiceRequest(Op op, Path dir, Restore.Options options, Prefetch prefetch) {
-    public enum Op { RESTORE, STATUS }
+    public enum Op { RESTORE, STATUS, STOP }
 
     /** Every field a request may have, in the order the error for an unknown one lists them. */
     static final List<String> FIELDS = List.of("op", "dir", "mode", "backend", "verify", "prefetch", "handlers", "timeout_s");
@@ -49,12 +50,12 @@ public record ServiceRequest(Op op, Path dir, Restore.Options options, Prefetch 
         Map<String, Object> f = fields(line);
         String op = text(f, "op", "restore");
         switch (op) {
-            case "status" -> {
-                if (f.size() > 1) throw new BadRequestException("a status request has no other fields, got " + f.keySet());
-                return new ServiceRequest(Op.STATUS, null, null, null);
+            case "status", "stop" -> {
+                if (f.size() > 1) throw new BadRequestException("a " + op + " request has no other fields, got " + f.keySet());
+                return new ServiceRequest(op.equals("status") ? Op.STATUS : Op.STOP, null, null, null);
             }
             case "restore" -> { }
-            default -> throw new BadRequestException("op is restore or status, not '" + op + "'");
+            default -> throw new BadRequestException("op is restore, status or stop, not '" + op + "'");
         }
         String dirName = text(f, "dir", null);
         if (dirName == null) throw new BadRequestException("a restore request needs dir, the snapshot directory");

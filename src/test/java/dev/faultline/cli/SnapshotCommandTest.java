@@ -6,8 +6,15 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.faultline.service.RestoreClient;
+import dev.faultline.service.RestoreService;
+import dev.faultline.service.ServiceRequest;
+import dev.faultline.snapshot.Restore;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -82,27 +89,22 @@ class SnapshotCommandTest {
         assertTrue(none.err().contains("no restore service at " + sock) && none.err().contains("faultline serve --socket"), none.err());
 
         // 'serve' runs as the user would start it, ending after two restores; this thread is its client.
-        java.util.concurrent.CompletableFuture<CliCapture.Outcome> serve = java.util.concurrent.CompletableFuture.supplyAsync(
+        CompletableFuture<CliCapture.Outcome> serve = CompletableFuture.supplyAsync(
                 () -> run("serve", "--socket", sock.toString(), "--backend", "ref", "--warm-up", "1", "--requests", "2"));
         long deadline = System.nanoTime() + 60_000_000_000L;
         while (!Files.exists(sock) && !serve.isDone() && System.nanoTime() < deadline) Thread.sleep(20);
-        assertTrue(Files.exists(sock), "the service listens once warmed up");
-        try (dev.faultline.service.RestoreClient c = dev.faultline.service.RestoreClient.connect(sock)) {
-            java.util.Map<String, Object> r = c.send(dev.faultline.service.ServiceRequest.restoreLine(snap,
-                    dev.faultline.snapshot.Restore.Mode.LAZY, null, null, "readahead", 1, 60));
-            JsonNode jl = new ObjectMapper().readTree(local.out()), jr = new ObjectMapper().valueToTree(r);
-            assertTrue(jr.at("/ok").asBoolean(), r.toString());
-            assertEquals(jl.at("/comparison/ram_sha256"), jr.at("/comparison/ram_sha256"));
-            assertEquals(jl.at("/run/vcpus/0/reports"), jr.at("/run/vcpus/0/reports"));
-            assertEquals("ref", jr.at("/backend").asText(), "a request that names no backend gets the service's");
-            assertTrue(jr.at("/service/request_to_first_instruction_ms").asDouble() > 0);
-            java.util.Map<String, Object> bad = c.send(dev.faultline.service.ServiceRequest.restoreLine(tmp.resolve("none"),
-                    dev.faultline.snapshot.Restore.Mode.EAGER, null, null, "readahead", 1, 60));
-            assertEquals("refused", bad.get("error_kind"), bad.toString());
-            assertEquals(true, c.send(dev.faultline.service.ServiceRequest.restoreLine(snap, dev.faultline.snapshot.Restore.Mode.EAGER, null, null,
-                    "readahead", 1, 60)).get("ok"));
+        assertTrue(Files.exists(sock), () -> "the service listens once warmed up; " + (serve.isDone() ? serve.join().err() : "still warming up"));
+        try (RestoreClient c = RestoreClient.connect(sock)) {
+            clientOfServe(c, snap, tmp, local);
+        } finally {
+            // whatever failed above, the service must end: it holds the CLI capture while it runs
+            try (RestoreClient stop = RestoreClient.connect(sock)) {
+                if (!serve.isDone()) stop.send("{\"op\": \"stop\"}");
+            } catch (RuntimeException endedAlready) {
+                // it had ended: nothing to stop
+            }
         }
-        CliCapture.Outcome served = serve.get(60, java.util.concurrent.TimeUnit.SECONDS);
+        CliCapture.Outcome served = serve.get(60, TimeUnit.SECONDS);
         assertEquals(0, served.code(), served.err());
         assertTrue(served.err().contains("serve: warm-up: restore 1 of 1 (lazy, ref)"), served.err());
         assertTrue(served.err().contains("serve: listening on " + sock), served.err());
@@ -111,13 +113,27 @@ class SnapshotCommandTest {
         assertTrue(!Files.exists(sock), "the socket is removed when the service ends");
     }
 
+    /** The client's part: a lazy restore equal to the local one, a refusal, an eager restore (the service's last). */
+    private static void clientOfServe(RestoreClient c, Path snap, Path tmp, CliCapture.Outcome local) throws Exception {
+        Map<String, Object> r = c.send(ServiceRequest.restoreLine(snap, Restore.Mode.LAZY, null, null, "readahead", 1, 60));
+        JsonNode jl = new ObjectMapper().readTree(local.out()), jr = new ObjectMapper().valueToTree(r);
+        assertTrue(jr.at("/ok").asBoolean(), r.toString());
+        assertEquals(jl.at("/comparison/ram_sha256"), jr.at("/comparison/ram_sha256"));
+        assertEquals(jl.at("/run/vcpus/0/reports"), jr.at("/run/vcpus/0/reports"));
+        assertEquals("ref", jr.at("/backend").asText(), "a request that names no backend gets the service's");
+        assertTrue(jr.at("/service/request_to_first_instruction_ms").asDouble() > 0);
+        Map<String, Object> bad = c.send(ServiceRequest.restoreLine(tmp.resolve("none"), Restore.Mode.EAGER, null, null, "readahead", 1, 60));
+        assertEquals("refused", bad.get("error_kind"), bad.toString());
+        Map<String, Object> last = c.send(ServiceRequest.restoreLine(snap, Restore.Mode.EAGER, null, null, "readahead", 1, 60));
+        assertEquals(true, last.get("ok"), last.toString());
+    }
+
     @Test
     void shouldSendARestoreToAServiceAndPrintItsReplyAsALocalRestoreWould(@TempDir Path tmp) throws Exception {
         Path snap = tmp.resolve("s"), sock = tmp.resolve("rs.sock");
         assertEquals(0, run("snapshot", "--workload", "phases", "--mem", "8M", "--rounds", "5", "--backend", "ref", "--at-exit", "3",
                 "--out", snap.toString()).code());
-        try (dev.faultline.service.RestoreService s = dev.faultline.service.RestoreService.start(
-                new dev.faultline.service.RestoreService.Config(sock, "ref", 0, 0, line -> { }))) {
+        try (RestoreService s = RestoreService.start(new RestoreService.Config(sock, "ref", 0, 0, line -> { }))) {
             CliCapture.Outcome j = run("restore", snap.toString(), "--lazy", "--server", sock.toString(), "--repeat", "2", "--json");
             assertEquals(0, j.code(), j.err());
             JsonNode t = j.json();

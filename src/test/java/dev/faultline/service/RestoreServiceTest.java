@@ -164,6 +164,21 @@ class RestoreServiceTest {
         assertFalse(Files.exists(sock));
     }
 
+    @Test
+    void shouldStopWhenAClientAsksAndRemoveItsSocket(@TempDir Path tmp) {
+        Path sock = tmp.resolve("rs.sock");
+        List<String> log = new ArrayList<>();
+        RestoreService s = start(sock, "ref", 0, 0, log);
+        try (RestoreClient c = RestoreClient.connect(sock)) {
+            Map<String, Object> r = c.send("{\"op\": \"stop\"}");
+            assertEquals(true, r.get("ok"));
+            assertEquals("stop", r.get("op"));
+            assertTimeoutPreemptively(Duration.ofSeconds(10), s::awaitEnd);
+        }
+        assertFalse(Files.exists(sock));
+        assertTrue(log.contains("stopping: asked by a client"), log.toString());
+    }
+
     /**
      * A long-lived VMM process must give back what each restore took: on kvm, lazily (userfaultfd,
      * KVM and memory descriptors, handler and vCPU threads), the same count after further restores.

@@ -82,7 +82,8 @@ class ServiceRequestTest {
             "{\"dir\":\"/s\",\"mode\":\"lazy\",\"verify\":\"always\"} | field verify is upfront or on-touch, not 'always'",
             "{\"dir\":\"/s\",\"mode\":\"lazy\",\"prefetch\":\"replay\"} | field prefetch is none or readahead, not 'replay'",
             "{\"dir\":\"/s\",\"mode\":\"eager\",\"verify\":\"on-touch\"} | verify on-touch is for lazy restores",
-            "{\"op\":\"stop\"} | op is restore or status, not 'stop'",
+            "{\"op\":\"halt\"} | op is restore, status or stop, not 'halt'",
+            "{\"op\":\"stop\",\"dir\":\"/s\"} | a stop request has no other fields",
             "{\"dir\":\"/s\",\"mode\":\"lazy\"} {} | more after the request's object (an object)"})
     void shouldRefuseABadRequestNamingWhatIsWrong(String line, String expected) {
         ServiceRequest.BadRequestException e = assertThrows(ServiceRequest.BadRequestException.class, () -> ServiceRequest.parse(line, "kvm"));
