@@ -2,10 +2,13 @@ package dev.faultline.cli;
 
 import dev.faultline.guest.BootProtocol;
 import dev.faultline.service.RestoreService;
+import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 @Command(name = "serve", header = "Waits, warmed up, for snapshots to restore, on a Unix socket.",
         mixinStandardHelpOptions = true, sortOptions = false,
@@ -41,8 +44,12 @@ final class ServeCommand implements Callable<Integer> {
             description = "End after serving this many restores (0: run until interrupted). Default: ${DEFAULT-VALUE}.")
     long requests;
 
+    @Spec
+    CommandSpec spec;
+
     @Override
     public Integer call() throws InterruptedException {
+        PrintWriter err = spec.commandLine().getErr(); // stderr; a test gives the command line its own
         if (warmUp < 0) throw new UserError("--warm-up takes 0 or more restores, not " + warmUp);
         if (requests < 0) throw new UserError("--requests takes 0 (no limit) or more, not " + requests);
         if (vmAhead != null && (vmAhead % 4096 != 0 || vmAhead < BootProtocol.IMAGE_MIN_GPA + 4096 || vmAhead > BootProtocol.MAX_RAM)) {
@@ -52,8 +59,8 @@ final class ServeCommand implements Callable<Integer> {
         RestoreService s;
         try {
             s = RestoreService.start(new RestoreService.Config(socket, backend, warmUp, requests, vmAhead == null ? 0 : vmAhead, line -> {
-                System.err.println("serve: " + line);
-                System.err.flush();
+                err.println("serve: " + line);
+                err.flush();
             }));
         } catch (IllegalStateException e) {
             throw new UserError("the warm-up failed, so the service would not be fit to serve: " + e.getMessage());
@@ -61,7 +68,8 @@ final class ServeCommand implements Callable<Integer> {
         // On SIGINT or SIGTERM: stop listening and remove the socket, without waiting for a guest under way.
         Thread hook = new Thread(() -> {
             s.stopListening();
-            System.err.println("serve: stopped by a signal; " + socket + " removed");
+            err.println("serve: stopped by a signal; " + socket + " removed");
+            err.flush();
         }, "restore-service-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
         s.awaitEnd();
@@ -70,7 +78,8 @@ final class ServeCommand implements Callable<Integer> {
         } catch (IllegalStateException shuttingDown) {
             // the hook is running: it closes the service
         }
-        System.err.println("serve: ended");
+        err.println("serve: ended");
+        err.flush();
         return 0;
     }
 }

@@ -11,11 +11,14 @@ import dev.faultline.service.RestoreService;
 import dev.faultline.service.ServiceRequest;
 import dev.faultline.snapshot.Restore;
 import java.nio.file.Files;
+import java.io.PrintWriter;
+import java.io.StringWriter;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
+import picocli.CommandLine;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The snapshot and restore commands, through Main.execute, with stdout and stderr captured. */
@@ -88,29 +91,36 @@ class SnapshotCommandTest {
         assertEquals(2, none.code());
         assertTrue(none.err().contains("no restore service at " + sock) && none.err().contains("faultline serve --socket"), none.err());
 
-        // 'serve' runs as the user would start it, ending after two restores; this thread is its client.
-        CompletableFuture<CliCapture.Outcome> serve = CompletableFuture.supplyAsync(
-                () -> run("serve", "--socket", sock.toString(), "--backend", "ref", "--warm-up", "1", "--requests", "2"));
+        // 'serve' runs as the user would start it, ending after two restores; this thread is its client. It
+        // writes to a command line of its own (not the process's stderr), so nothing else waits for it.
+        StringWriter serveErr = new StringWriter();
+        CommandLine cl = Main.commandLine("serve");
+        cl.setErr(new PrintWriter(serveErr, true));
+        CompletableFuture<Integer> serve = CompletableFuture.supplyAsync(
+                () -> cl.execute("serve", "--socket", sock.toString(), "--backend", "ref", "--warm-up", "1", "--requests", "2"));
         long deadline = System.nanoTime() + 60_000_000_000L;
         while (!Files.exists(sock) && !serve.isDone() && System.nanoTime() < deadline) Thread.sleep(20);
-        assertTrue(Files.exists(sock), () -> "the service listens once warmed up; " + (serve.isDone() ? serve.join().err() : "still warming up"));
+        assertTrue(Files.exists(sock), () -> "the service listens once warmed up; " + serveErr);
         try (RestoreClient c = RestoreClient.connect(sock)) {
             clientOfServe(c, snap, tmp, local);
         } finally {
-            // whatever failed above, the service must end: it holds the CLI capture while it runs
+            // whatever failed above, the service ends
             try (RestoreClient stop = RestoreClient.connect(sock)) {
                 if (!serve.isDone()) stop.send("{\"op\": \"stop\"}");
             } catch (RuntimeException endedAlready) {
                 // it had ended: nothing to stop
             }
         }
-        CliCapture.Outcome served = serve.get(60, TimeUnit.SECONDS);
-        assertEquals(0, served.code(), served.err());
-        assertTrue(served.err().contains("serve: warm-up: restore 1 of 1 (lazy, ref)"), served.err());
-        assertTrue(served.err().contains("serve: listening on " + sock), served.err());
-        assertTrue(served.err().contains("serve: refused " + tmp.resolve("none")), served.err());
-        assertTrue(served.err().contains("serve: restore 2: " + snap + " eager on ref") && served.err().strip().endsWith("serve: ended"), served.err());
+        assertEquals(0, serve.get(60, TimeUnit.SECONDS), serveErr.toString());
+        String err = serveErr.toString();
+        assertTrue(err.contains("serve: warm-up: restore 1 of 1 (lazy, ref)"), err);
+        assertTrue(err.contains("serve: listening on " + sock), err);
+        assertTrue(err.contains("serve: refused " + tmp.resolve("none")), err);
+        assertTrue(err.contains("serve: restore 2: " + snap + " eager on ref") && err.strip().endsWith("serve: ended"), err);
         assertTrue(!Files.exists(sock), "the socket is removed when the service ends");
+        try (var names = Files.list(tmp)) {
+            assertTrue(names.noneMatch(n -> n.getFileName().toString().startsWith(".faultline-serve-")), "no temporary socket name is left");
+        }
     }
 
     /** The client's part: a lazy restore equal to the local one, a refusal, an eager restore (the service's last). */
