@@ -21,6 +21,7 @@ import dev.faultline.paging.WorkingSet;
 import dev.faultline.paging.ZeroSource;
 import dev.faultline.paging.exit.BlockingFaultHandler;
 import dev.faultline.paging.exit.ExitFaultHandler;
+import dev.faultline.paging.exit.ExitPager;
 import dev.faultline.paging.exit.RamInstaller;
 import dev.faultline.paging.uffd.UffdPager;
 import dev.faultline.vmm.Backends;
@@ -61,13 +62,16 @@ import picocli.CommandLine.Option;
                 "Reports pages/s overall and per vCPU, fault-latency percentiles per vCPU (HdrHistogram) and",
                 "handler counters. --baseline also runs the guest on memory that needs no paging (the first-touch",
                 "ceiling); --c-baseline runs bench/uffd_copy_baseline.c (one poll()ing handler per vCPU, one",
-                "UFFDIO_COPY per fault) on the same machine. On ref (--delivery exit|blocking) the main slot is under",
-                "EXIT_ON_MISSING; --compare-deliveries runs exit and blocking delivery side by side in one process."})
+                "UFFDIO_COPY per fault) on the same machine. On kvm, --delivery exit registers RAM with a userfaultfd",
+                "that fails KVM's own faults, so each vCPU gets a memory-fault exit and serves its page on its own",
+                "thread. On ref (--delivery exit|blocking) the main slot is under EXIT_ON_MISSING. --compare-deliveries",
+                "runs exit delivery and the other one (uffd on kvm, blocking on ref) side by side in one process."})
 final class BenchPagingCommand implements Callable<Integer> {
     @Option(names = "--backend", paramLabel = "NAME", defaultValue = "kvm", description = "kvm or ref (default: ${DEFAULT-VALUE}).")
     String backend;
 
-    @Option(names = "--delivery", paramLabel = "KIND", description = "uffd (kvm), exit or blocking (ref) (default: uffd on kvm, exit on ref).")
+    @Option(names = "--delivery", paramLabel = "KIND", description = "kvm: uffd (a handler thread serves the sleeping vCPU) or exit (the "
+            + "vCPU serves its own memory-fault exit); ref: exit or blocking (default: uffd on kvm, exit on ref).")
     String delivery;
 
     @Option(names = "--vcpus", paramLabel = "N", defaultValue = "1", description = "vCPUs (default: ${DEFAULT-VALUE}).")
@@ -148,8 +152,9 @@ final class BenchPagingCommand implements Callable<Integer> {
     boolean json;
 
     @Option(names = "--compare-deliveries",
-            description = "ref: run exit and blocking delivery side by side for each of --vcpu-counts, --rounds times "
-                    + "interleaved (order alternating per round), in one process, and report the ratios.")
+            description = "Run exit delivery and the other one (kvm: uffd; ref: blocking) side by side for each of --vcpu-counts, "
+                    + "--rounds times interleaved (order alternating per round), in one process, and report the ratios "
+                    + "(with --c-baseline, also each delivery's ratio to the C program in the same round).")
     boolean compareDeliveries;
 
     @Option(names = "--vcpu-counts", paramLabel = "N", split = ",", defaultValue = "1,2",
@@ -189,17 +194,18 @@ final class BenchPagingCommand implements Callable<Integer> {
             out.put("mem_per_vcpu", memPerVcpu);
             out.put("source", source.equals("file") ? "file " + file : "zero");
             Prefetch pf = prefetchPolicy();
-            out.put("prefetch", Prefetch.describe(pf));
+            out.put("prefetch", Prefetch.describe(deliveryPrefetch(delivery, pf)));
             if (isRef()) {
                 out.put("handlers", delivery.equals("blocking") ? refHandlers(vcpus) : 0);
                 out.put("pinning", pin);
             } else {
-                out.put("handlers", handlerCount());
-                out.put("spin_us", spinMicros());
+                UffdPager.Config config = uffdConfig(vcpus, delivery, List.of());
+                out.put("handlers", config.handlers());
+                out.put("spin_us", TimeUnit.NANOSECONDS.toMicros(config.spinNanos()));
                 out.put("pinning", pin);
-                out.put("handler_scheduling", handlerScheduling().toString());
+                out.put("handler_scheduling", config.scheduling().toString());
                 try {
-                    out.put("handler_sleeps_in", uffdConfig(List.of()).sleepsInRead(pf) ? "read()" : "poll()");
+                    out.put("handler_sleeps_in", config.sleepsInRead(deliveryPrefetch(delivery, pf)) ? "read()" : "poll()");
                 } catch (IllegalArgumentException e) {
                     throw new UserError("--handler-wait " + handlerWait + ": " + e.getMessage());
                 }
@@ -296,9 +302,22 @@ final class BenchPagingCommand implements Callable<Integer> {
 
     private boolean isRef() { return backend.equals("ref"); }
 
+    /** The exit delivery's counterpart in --compare-deliveries: userfaultfd's handler threads on kvm, ref's blocking delivery. */
+    private String otherDelivery() { return isRef() ? "blocking" : "uffd"; }
+
+    /**
+     * The prefetch a delivery runs with: exit delivery has no thread running ahead of the vCPU, so a
+     * readahead window is installed whole by the faulting vCPU (ExitPager.onFaultingThread).
+     */
+    private static Prefetch deliveryPrefetch(String how, Prefetch pf) {
+        return how.equals("exit") ? ExitPager.onFaultingThread(pf) : pf;
+    }
+
     private String modeOf(String how) {
         return switch (how) {
-            case "exit" -> "EXIT_ON_MISSING (userfault bitmap): the vCPU's own thread serves its memory-fault exit";
+            case "exit" -> isRef() ? "EXIT_ON_MISSING (userfault bitmap): the vCPU's own thread serves its memory-fault exit"
+                    : "userfaultfd MISSING, user-mode faults only: KVM's access to a missing page fails, and the vCPU's own thread "
+                    + "serves its memory-fault exit (" + (backing.equals("memfd") ? "UFFDIO_CONTINUE" : "UFFDIO_COPY") + ")";
             case "blocking" -> "EXIT_ON_MISSING (userfault bitmap): the vCPU sleeps while a handler thread serves (userfaultfd-like)";
             default -> backing.equals("memfd") ? "MINOR (UFFDIO_CONTINUE)" : "MISSING (" + (zeropage ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY") + ")";
         };
@@ -319,9 +338,10 @@ final class BenchPagingCommand implements Callable<Integer> {
             out.put("mem_per_vcpu", memPerVcpu);
             out.put("prefetch", Prefetch.describe(pf));
             out.put("rounds", rounds);
-            out.put("order", "per round and vCPU count: exit and blocking back to back (exit first in even rounds, blocking first "
-                    + "in odd ones)" + (baseline ? ", then the first-touch ceiling" : ""));
-            out.put("deliveries", Map.of("exit", modeOf("exit"), "blocking", modeOf("blocking")));
+            String other = otherDelivery();
+            out.put("order", "per round and vCPU count: exit and " + other + " back to back (exit first in even rounds, " + other
+                    + " first in odd ones)" + (cBaseline ? ", then the C program" : "") + (baseline ? ", then the first-touch ceiling" : ""));
+            out.put("deliveries", Map.of("exit", modeOf("exit"), other, modeOf(other)));
             Map<Integer, Setup> setups = new LinkedHashMap<>();
             long maxRam = 0;
             for (int n : vcpuCounts) {
@@ -338,22 +358,27 @@ final class BenchPagingCommand implements Callable<Integer> {
             out.put("source", source.equals("file") ? "file " + file : "zero");
             if (warmup) {
                 for (int n : vcpuCounts) {
-                    for (String how : List.of("exit", "blocking")) warmUp(hv, n, how, pf);
+                    for (String how : List.of("exit", other)) warmUp(hv, n, how, pf);
                     if (baseline) run(hv, setup(n, Math.min(memPerVcpu, WARMUP_BYTES)), MemoryPreparer.NONE, null, null, false);
                 }
             }
             Map<Integer, Map<String, List<Result>>> results = new LinkedHashMap<>();
+            Map<Integer, List<Double>> cRates = new LinkedHashMap<>();
             for (int round = 0; round < rounds; round++) {
                 for (int n : vcpuCounts) {
                     Setup s = setups.get(n);
                     Map<String, List<Result>> byHow = results.computeIfAbsent(n, k -> new LinkedHashMap<>());
-                    List<String> order = round % 2 == 0 ? List.of("exit", "blocking") : List.of("blocking", "exit");
+                    List<String> order = round % 2 == 0 ? List.of("exit", other) : List.of(other, "exit");
                     for (String how : order) {
                         try (PageSource src = source.equals("file") ? FileSource.open(file, s.ram()) : ZeroSource.INSTANCE) {
                             Result r = pagedRun(hv, s, how, src, pf, source.equals("file"));
                             if (source.equals("file")) r.extra.put("ram_matches_file_except_stamps", compareWithFile(r, file));
                             byHow.computeIfAbsent(how, k -> new ArrayList<>()).add(r);
                         }
+                    }
+                    if (cBaseline) {
+                        Map<String, Object> c = runCBaseline(s.workload(), s.ram(), "uffd");
+                        cRates.computeIfAbsent(n, k -> new ArrayList<>()).add(((Number) c.get("pages_per_sec")).doubleValue());
                     }
                     if (baseline) byHow.computeIfAbsent("ceiling", k -> new ArrayList<>()).add(run(hv, s, MemoryPreparer.NONE, null, null, false));
                 }
@@ -365,10 +390,11 @@ final class BenchPagingCommand implements Callable<Integer> {
                 c.put("vcpus", e.getKey());
                 c.put("pages", byHow.get("exit").get(0).pages());
                 List<Double> ratios = new ArrayList<>();
-                for (int i = 0; i < rounds; i++) ratios.add(round(byHow.get("exit").get(i).pagesPerSecond() / byHow.get("blocking").get(i).pagesPerSecond()));
-                c.put("exit_over_blocking", median(ratios));
-                c.put("exit_over_blocking_per_round", ratios);
-                for (String how : List.of("exit", "blocking")) {
+                for (int i = 0; i < rounds; i++) ratios.add(round(byHow.get("exit").get(i).pagesPerSecond() / byHow.get(other).get(i).pagesPerSecond()));
+                c.put("exit_over_" + other, median(ratios));
+                c.put("exit_over_" + other + "_per_round", ratios);
+                List<Double> cs = cRates.get(e.getKey());
+                for (String how : List.of("exit", other)) {
                     Map<String, Object> d = summary(byHow.get(how));
                     if (baseline) {
                         List<Double> r = new ArrayList<>();
@@ -376,8 +402,15 @@ final class BenchPagingCommand implements Callable<Integer> {
                         d.put("ratio_to_first_touch", median(r));
                         d.put("ratio_to_first_touch_per_round", r);
                     }
+                    if (cs != null) {
+                        List<Double> r = new ArrayList<>();
+                        for (int i = 0; i < rounds; i++) r.add(round(byHow.get(how).get(i).pagesPerSecond() / cs.get(i)));
+                        d.put("ratio_to_c_baseline", median(r));
+                        d.put("ratio_to_c_baseline_per_round", r);
+                    }
                     c.put(how, d);
                 }
+                if (cs != null) c.put("c_baseline_pages_per_sec_per_round", cs.stream().map(Math::round).toList());
                 if (baseline) c.put("first_touch_ceiling", summary(byHow.get("ceiling")));
                 comparisons.add(c);
             }
@@ -429,18 +462,18 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (!delivery.equals("uffd") && !delivery.equals("exit") && !delivery.equals("blocking")) {
             throw new UserError("--delivery is uffd, exit or blocking, not '" + delivery + "'");
         }
-        if (compareDeliveries && !isRef()) throw new UserError("--compare-deliveries compares exit and blocking delivery, which run on --backend ref");
-        if (isRef()) {
-            checkRefArguments();
-        } else if (!delivery.equals("uffd")) {
-            throw new UserError("--delivery " + delivery + " needs the ref backend's exit-on-missing memslot flag; kvm has no exit on "
-                    + "missing pages, so on kvm demand paging goes through userfaultfd (--delivery uffd)");
+        if (compareDeliveries) {
+            if (vcpuCounts.isEmpty()) throw new UserError("--vcpu-counts needs at least one count");
+            for (int n : vcpuCounts) if (n < 1 || n > BootProtocol.MAX_VCPUS) throw new UserError("--vcpu-counts must be 1.." + BootProtocol.MAX_VCPUS);
+            if (recordWorkingSet != null) throw new UserError("--record-working-set records one run; use it without --compare-deliveries");
         }
+        if (isRef()) checkRefArguments();
+        else checkKvmArguments();
         // Pairing handler i with vCPU i on one CPU saves cross-CPU wake-ups, but background readahead
         // wants a CPU of its own: pair when every CPU has a vCPU, or when nothing runs in the background.
         if (pin == null) {
             boolean busy = vcpus >= Runtime.getRuntime().availableProcessors() || prefetch.equals("none");
-            pin = handlerCount() == vcpus && busy ? "paired" : "none";
+            pin = handlerCount(vcpus) == vcpus && busy ? "paired" : "none";
         }
         if (readahead == null) readahead = isRef() ? "16:256:0" : "16:256:8192";
         if (vcpus < 1 || vcpus > BootProtocol.MAX_VCPUS) throw new UserError("--vcpus must be 1.." + BootProtocol.MAX_VCPUS);
@@ -450,7 +483,9 @@ final class BenchPagingCommand implements Callable<Integer> {
         if (!backing.equals("anonymous") && !backing.equals("memfd")) throw new UserError("--backing is anonymous or memfd, not '" + backing + "'");
         if (prefetch.equals("replay") && workingSet == null) throw new UserError("--prefetch replay needs --working-set FILE (record one with --record-working-set)");
         if (!pin.equals("none") && !pin.equals("paired")) throw new UserError("--pin is none or paired, not '" + pin + "'");
-        if (!isRef() && pin.equals("paired") && handlerCount() != vcpus) throw new UserError("--pin paired needs one handler per vCPU");
+        if (!isRef() && !delivery.equals("exit") && pin.equals("paired") && handlerCount(vcpus) != vcpus) {
+            throw new UserError("--pin paired needs one handler per vCPU");
+        }
         if (spinOption != null && spinOption < 0) throw new UserError("--spin-us must not be negative");
         long spinMicros = spinMicros();
         handlerWaiting();
@@ -487,12 +522,27 @@ final class BenchPagingCommand implements Callable<Integer> {
                         + "read ahead in the background): give AHEAD 0, e.g. --readahead 16:256:0");
             }
         }
-        if (compareDeliveries) {
-            if (vcpuCounts.isEmpty()) throw new UserError("--vcpu-counts needs at least one count");
-            for (int n : vcpuCounts) if (n < 1 || n > BootProtocol.MAX_VCPUS) throw new UserError("--vcpu-counts must be 1.." + BootProtocol.MAX_VCPUS);
-            if (recordWorkingSet != null) throw new UserError("--record-working-set records one run; use it without --compare-deliveries");
-        }
         if (pin == null) pin = "paired";
+    }
+
+    /**
+     * kvm runs uffd or exit delivery. Under exit delivery each vCPU serves its own faults and one
+     * handler thread serves host threads' faults only, so the knobs of handlers that serve vCPUs are
+     * refused with it, not ignored (with --compare-deliveries they apply to the uffd runs).
+     */
+    private void checkKvmArguments() {
+        if (delivery.equals("blocking")) {
+            throw new UserError("--delivery blocking is the ref backend's userfaultfd-like delivery; on kvm userfaultfd is the blocking "
+                    + "design itself: use --delivery uffd (or exit)");
+        }
+        if (!delivery.equals("exit") || compareDeliveries) return;
+        if (handlers != null && handlers != 1) {
+            throw new UserError("--handlers " + handlers + " with --delivery exit: each vCPU serves its own faults, and one handler thread "
+                    + "serves host threads' faults only");
+        }
+        if (spinOption != null && spinOption > 0) {
+            throw new UserError("--spin-us with --delivery exit: its one handler serves host threads' faults only and does not spin");
+        }
     }
 
     private UffdPager.Waiting handlerWaiting() {
@@ -504,11 +554,20 @@ final class BenchPagingCommand implements Callable<Integer> {
         };
     }
 
-    /** The userfaultfd configuration of a run, with handler parts starting at {@code splits}. */
-    private UffdPager.Config uffdConfig(List<Long> splits) {
-        return new UffdPager.Config(backing.equals("memfd") ? UffdPager.Mode.MINOR : UffdPager.Mode.MISSING, handlerCount(),
-                TimeUnit.MICROSECONDS.toNanos(spinMicros()), zeropage, splits,
-                pin.equals("paired") ? UffdPager.Pinning.PAIRED : UffdPager.Pinning.NONE, handlerScheduling(), handlerWaiting());
+    /**
+     * The userfaultfd configuration of a run of {@code n} vCPUs with delivery {@code how} (uffd: handler
+     * parts starting at {@code splits}; exit: one handler for host threads' faults, which never spins
+     * and runs normally unless --handler-sched says otherwise).
+     */
+    private UffdPager.Config uffdConfig(int n, String how, List<Long> splits) {
+        UffdPager.Mode mode = backing.equals("memfd") ? UffdPager.Mode.MINOR : UffdPager.Mode.MISSING;
+        UffdPager.Pinning pinning = pin.equals("paired") ? UffdPager.Pinning.PAIRED : UffdPager.Pinning.NONE;
+        if (how.equals("exit")) {
+            ThreadPriority scheduling = handlerSched == null ? ThreadPriority.NORMAL : handlerScheduling();
+            return new UffdPager.Config(mode, 1, 0, zeropage, List.of(), pinning, scheduling, handlerWaiting(), UffdPager.Delivery.VCPU_EXIT);
+        }
+        return new UffdPager.Config(mode, handlerCount(n), TimeUnit.MICROSECONDS.toNanos(spinMicros()), zeropage, splits, pinning,
+                handlerScheduling(), handlerWaiting());
     }
 
     /** Default --handler-sched for handlers that sleep in read(): measured in docs/paging.md. */
@@ -554,7 +613,8 @@ final class BenchPagingCommand implements Callable<Integer> {
         }
     }
 
-    private int handlerCount() { return handlers == null ? vcpus : handlers; }
+    /** uffd handler threads for {@code n} vCPUs: one per vCPU, or --handlers. */
+    private int handlerCount(int n) { return handlers == null ? n : handlers; }
 
     /** Handler threads of ref's blocking delivery for {@code n} vCPUs: one per vCPU, or --handlers (at most n). */
     private int refHandlers(int n) { return handlers == null ? n : Math.min(handlers, n); }
@@ -638,25 +698,28 @@ final class BenchPagingCommand implements Callable<Integer> {
     private Result pagedRun(Hypervisor hv, Setup setup, String how, PageSource src, Prefetch pf, boolean keepRam) {
         long base = BootProtocol.IMAGE_MIN_GPA;
         int n = setup.vcpus();
-        FaultCore core = new FaultCore(src, base, setup.ram() - base, n, pf, recordWorkingSet != null);
-        if (!how.equals("uffd")) {
+        FaultCore core = new FaultCore(src, base, setup.ram() - base, n, deliveryPrefetch(how, pf), recordWorkingSet != null);
+        if (isRef()) {
             RefPaging paging = new RefPaging(core, how.equals("blocking"), refHandlers(n), pin.equals("paired"), setup.workload().image(), n);
-            Result r = run(hv, setup, paging, paging, core, keepRam);
-            r.vcpuWait = paging.vcpuWait;
+            HeldTimes held = new HeldTimes(n, paging);
+            Result r = run(hv, setup, paging, held, core, keepRam);
+            r.vcpuWait = held.perVcpu;
             r.extra.put("installed_exactly_once", paging.checkExactlyOnce());
             return r;
         }
         List<Long> splits = new ArrayList<>();
-        if (handlerCount() == n) for (int i = 1; i < n; i++) splits.add(setup.workload().layout().sliceStart(i));
-        UffdPager pager = new UffdPager(core, uffdConfig(splits));
-        Result r = run(hv, setup, pager, null, core, keepRam);
+        if (!how.equals("exit") && handlerCount(n) == n) for (int i = 1; i < n; i++) splits.add(setup.workload().layout().sliceStart(i));
+        UffdPager pager = new UffdPager(core, uffdConfig(n, how, splits));
+        HeldTimes held = how.equals("exit") ? new HeldTimes(n, pager.faultHandler()) : null;
+        Result r = run(hv, setup, pager, held, core, keepRam);
+        if (held != null) r.vcpuWait = held.perVcpu;
         if (pager.schedulingRefused() != null) {
             if (handlerSched != null) throw new UserError("--handler-sched " + handlerSched + " was refused: " + pager.schedulingRefused());
             r.extra.put("handler_scheduling_refused", pager.schedulingRefused() + " (the handlers ran normally)");
         }
         r.vcpuThreads = new dev.faultline.paging.ThreadTimes[n];
         for (int i = 0; i < n; i++) r.vcpuThreads[i] = pager.vcpuThreadTimes(i);
-        if (pager.failure() != null) throw new UserError("paging failed: " + pager.failure().getMessage());
+        if (pager.failureMessage() != null) throw new UserError("paging failed: " + pager.failureMessage());
         return r;
     }
 
@@ -691,8 +754,6 @@ final class BenchPagingCommand implements Callable<Integer> {
      * vCPU's thread serves it through the fault core) or blocking delivery (a handler thread serves
      * it while the vCPU sleeps); either marks the pages present in the bitmap through its PresentHook.
      * With --prefetch replay one extra thread installs the working set on a lane of its own.
-     * Around each resolve it records how long the vCPU's thread was held (blocking: both wake-ups
-     * included), one HdrHistogram per vCPU written only by that vCPU's thread; no allocation per fault.
      */
     private static final class RefPaging implements MemoryPreparer, MemoryFaultHandler {
         private final FaultCore core;
@@ -700,7 +761,6 @@ final class BenchPagingCommand implements Callable<Integer> {
         private final int blockingHandlers;
         private final boolean paired;
         private final GuestImage image;
-        final Histogram[] vcpuWait;
         private UserfaultBitmap missing;
         private long missingAtStart;
         private MemoryFaultHandler delivery;   // set in prepare(), before any vCPU thread starts
@@ -711,8 +771,6 @@ final class BenchPagingCommand implements Callable<Integer> {
             this.blockingHandlers = blockingHandlers;
             this.paired = paired;
             this.image = image;
-            this.vcpuWait = new Histogram[vcpus];
-            for (int i = 0; i < vcpus; i++) vcpuWait[i] = new Histogram(dev.faultline.paging.LaneStats.MAX_NANOS, 3);
         }
 
         @Override
@@ -767,12 +825,7 @@ final class BenchPagingCommand implements Callable<Integer> {
         }
 
         @Override
-        public String resolve(int vcpuIndex, VcpuExit.MemoryFault fault) {
-            long t0 = System.nanoTime();
-            String failure = delivery.resolve(vcpuIndex, fault);
-            vcpuWait[vcpuIndex].recordValue(Math.min(System.nanoTime() - t0, dev.faultline.paging.LaneStats.MAX_NANOS));
-            return failure;
-        }
+        public String resolve(int vcpuIndex, VcpuExit.MemoryFault fault) { return delivery.resolve(vcpuIndex, fault); }
 
         /** Every page the lanes installed left the bitmap exactly once: installed pages = pages no longer missing. */
         String checkExactlyOnce() {
@@ -785,6 +838,33 @@ final class BenchPagingCommand implements Callable<Integer> {
             }
             return "yes (" + installed + " pages installed, " + cleared + " pages marked present)";
         }
+    }
+
+    /**
+     * How long each vCPU's thread was held per memory-fault exit, from entering the handler to
+     * returning to re-enter (blocking delivery: both wake-ups included): one HdrHistogram per vCPU,
+     * written only by that vCPU's thread; no allocation per fault.
+     */
+    private static final class HeldTimes implements MemoryFaultHandler {
+        final Histogram[] perVcpu;
+        private final MemoryFaultHandler inner;
+
+        HeldTimes(int vcpus, MemoryFaultHandler inner) {
+            this.inner = inner;
+            this.perVcpu = new Histogram[vcpus];
+            for (int i = 0; i < vcpus; i++) perVcpu[i] = new Histogram(dev.faultline.paging.LaneStats.MAX_NANOS, 3);
+        }
+
+        @Override
+        public String resolve(int vcpuIndex, VcpuExit.MemoryFault fault) {
+            long t0 = System.nanoTime();
+            String failure = inner.resolve(vcpuIndex, fault);
+            perVcpu[vcpuIndex].recordValue(Math.min(System.nanoTime() - t0, dev.faultline.paging.LaneStats.MAX_NANOS));
+            return failure;
+        }
+
+        @Override
+        public String lastResolution(int vcpuIndex) { return inner.lastResolution(vcpuIndex); }
     }
 
     /** Every touched page equals the file except its first word (the guest's stamp). */
@@ -847,7 +927,7 @@ final class BenchPagingCommand implements Callable<Integer> {
                 Files.write(boot, low.toArray(ValueLayout.JAVA_BYTE));
             }
             dev.faultline.hv.Sregs s = BootSetup.sregs(null);
-            List<String> cmd = new ArrayList<>(List.of(bin.toString(), mode, boot.toString(), hex(ram), Integer.toString(vcpus),
+            List<String> cmd = new ArrayList<>(List.of(bin.toString(), mode, boot.toString(), hex(ram), Integer.toString(layout.vcpus()),
                     hex(workload.image().entry()), hex(s.cr0()), hex(s.cr3()), hex(s.cr4()), hex(s.efer()), hex(s.gdt().base()),
                     hex(s.gdt().limit()), hex(BootProtocol.TSS_GPA), hex(BootProtocol.STACKS_TOP), hex(BootProtocol.STACK_SIZE),
                     hex(layout.regionStart()), hex(layout.sliceBytes())));
@@ -925,11 +1005,15 @@ final class BenchPagingCommand implements Callable<Integer> {
     private static void printComparison(Map<String, Object> out) {
         System.out.printf(Locale.ROOT, "paging deliveries on %s, %s per vCPU, source %s, prefetch %s, %s rounds%n", out.get("backend"),
                 Units.formatSize((Long) out.get("mem_per_vcpu")), out.get("source"), out.get("prefetch"), out.get("rounds"));
+        String other = out.get("backend").equals("ref") ? "blocking" : "uffd";
         for (Object o : (List<Object>) out.get("comparisons")) {
             Map<String, Object> c = (Map<String, Object>) o;
-            System.out.printf(Locale.ROOT, "  %s vCPU(s): exit/blocking %s (per round %s)%n", c.get("vcpus"), c.get("exit_over_blocking"),
-                    c.get("exit_over_blocking_per_round"));
-            for (String how : List.of("exit", "blocking", "first_touch_ceiling")) {
+            System.out.printf(Locale.ROOT, "  %s vCPU(s): exit/%s %s (per round %s)%n", c.get("vcpus"), other, c.get("exit_over_" + other),
+                    c.get("exit_over_" + other + "_per_round"));
+            if (c.containsKey("c_baseline_pages_per_sec_per_round")) {
+                System.out.printf(Locale.ROOT, "    C (uffd, poll) %s pages/s per round%n", c.get("c_baseline_pages_per_sec_per_round"));
+            }
+            for (String how : List.of("exit", other, "first_touch_ceiling")) {
                 Map<String, Object> d = (Map<String, Object>) c.get(how);
                 if (d == null) continue;
                 Map<String, Object> run = (Map<String, Object>) d.get("median_run");
@@ -941,9 +1025,10 @@ final class BenchPagingCommand implements Callable<Integer> {
                                 w.get("p99_us"), w.get("p999_us")));
                     }
                 }
-                System.out.printf(Locale.ROOT, "    %-8s %8s pages/s (rounds %s)%s%s%n", how.equals("first_touch_ceiling") ? "ceiling" : how,
+                System.out.printf(Locale.ROOT, "    %-8s %8s pages/s (rounds %s)%s%s%s%n", how.equals("first_touch_ceiling") ? "ceiling" : how,
                         d.get("pages_per_sec_median"), d.get("pages_per_sec_per_round"),
-                        d.containsKey("ratio_to_first_touch") ? ", " + d.get("ratio_to_first_touch") + " of the ceiling" : "", lat);
+                        d.containsKey("ratio_to_first_touch") ? ", " + d.get("ratio_to_first_touch") + " of the ceiling" : "",
+                        d.containsKey("ratio_to_c_baseline") ? ", " + d.get("ratio_to_c_baseline") + "x C" : "", lat);
             }
         }
     }

@@ -148,9 +148,10 @@ public final class KvmVcpu implements Vcpu {
             pending = PENDING_HYPERCALL;
         } else if (exit == exits.internalError) {
             if (exits.internalError.suberror() == VcpuExit.InternalError.SUBERROR_EMULATION) {
-                long gpa = poisonedFetch();
+                long gpa = unreachableFetch();
                 if (gpa != -1) {
-                    exits.memoryFault.fill(MemoryFaultFlags.EXEC, gpa, 4096, Errno.EHWPOISON, VcpuExit.MemoryFault.Origin.KERNEL);
+                    int errno = vm.isPoisoned(gpa) ? Errno.EHWPOISON : Errno.EFAULT;
+                    exits.memoryFault.fill(MemoryFaultFlags.EXEC, gpa, 4096, errno, VcpuExit.MemoryFault.Origin.KERNEL);
                     return exits.memoryFault;
                 }
             }
@@ -165,21 +166,31 @@ public final class KvmVcpu implements Vcpu {
     private int preparedTid;
 
     /**
-     * After an emulation failure: the poisoned page (gpa) the next instruction's bytes lie in, or -1.
-     * This machine's KVM cannot fetch an instruction from a page whose host page fails (a poisoned
-     * one) and gives up emulating it; the fetch is then reported as the EXEC fault it is. Only on
-     * internal-error exits, so the two ioctls and the translation cost nothing on any other path.
+     * After an emulation failure: the page (gpa) the next instruction's bytes lie in when the host
+     * cannot read it, else -1. This machine's KVM cannot fetch an instruction from a slot page whose
+     * host page fails (a poisoned one, or a missing one under a userfaultfd that fails KVM's faults:
+     * exit delivery) and gives up emulating it; the fetch is then reported as the EXEC fault it is.
+     * Only on internal-error exits, so the ioctls, the translation and the probe cost nothing on any
+     * other path.
      */
-    private long poisonedFetch() {
-        if (!vm.hasPoison()) return -1;
+    private long unreachableFetch() {
         long linear = getSregs().cs().base() + getRegs(fetchRegs).rip;
-        long gpa = poisonedPageAt(linear);
-        return gpa != -1 ? gpa : poisonedPageAt(linear + 14); // at most 15 bytes: it may cross into the next page
+        long gpa = unreachablePageAt(linear);
+        return gpa != -1 ? gpa : unreachablePageAt(linear + 14); // at most 15 bytes: it may cross into the next page
     }
 
-    private long poisonedPageAt(long linear) {
+    private long unreachablePageAt(long linear) {
         long gpa = Kvm.translate(capture, fd, linear, translateBuf, subject);
-        return gpa != -1 && vm.isPoisoned(gpa) ? gpa & ~0xfffL : -1;
+        if (gpa == -1) return -1;
+        if (vm.isPoisoned(gpa)) return gpa & ~0xfffL;
+        MemorySlot slot = vm.slotAt(gpa);
+        if (slot == null) return -1;
+        // One byte through process_vm_readv: EFAULT where the page cannot be reached, never a crash.
+        localIov.set(ValueLayout.JAVA_LONG, IovecLayout.BASE, translateBuf.address());
+        localIov.set(ValueLayout.JAVA_LONG, IovecLayout.LEN, 1);
+        remoteIov.set(ValueLayout.JAVA_LONG, IovecLayout.BASE, slot.hva(gpa));
+        remoteIov.set(ValueLayout.JAVA_LONG, IovecLayout.LEN, 1);
+        return Libc.processVmReadv(capture, pid, localIov, 1, remoteIov, 1) == 1 ? -1 : gpa & ~0xfffL;
     }
 
     /** Blocks the kick signal in the driving thread and gives KVM the mask to run with (without it). */

@@ -10,7 +10,10 @@ import java.lang.foreign.ValueLayout;
  * served, so {@link #ring(int)} — a fault on it — is an event the handler reads like any other.
  * The fault is taken in the kernel (an eventfd read copies its counter into the page), so the ringing
  * thread waits in native code, where the JVM can reach a safepoint without it, until the handler
- * unregisters the page; a page already unregistered takes the write at once.
+ * unregisters the page; a page already unregistered takes the write at once. A userfaultfd that
+ * takes user-mode faults only ({@link Userfaultfd#USER_MODE_ONLY}) would fail that kernel fault
+ * instead of delivering it; its doorbells ({@code userMode}) are rung by a store from native code,
+ * a user-mode fault, which waits in native code just the same.
  *
  * <p>Threading: {@link #ring} from one thread at a time; {@link #address} from any.
  */
@@ -19,8 +22,14 @@ public final class UffdDoorbells implements AutoCloseable {
     private final HostMemory pages;
     private final int eventFd;
     private final MemorySegment one;
+    private final boolean userMode;
 
-    public UffdDoorbells(int count) {
+    /** Doorbells rung by a kernel-mode fault. */
+    public UffdDoorbells(int count) { this(count, false); }
+
+    /** @param userMode ring with a user-mode fault (for a userfaultfd opened {@link Userfaultfd#USER_MODE_ONLY}) */
+    public UffdDoorbells(int count, boolean userMode) {
+        this.userMode = userMode;
         if (count < 1) throw new IllegalArgumentException("at least one doorbell, got " + count);
         pages = HostMemory.anonymous(count * PAGE);
         try {
@@ -41,8 +50,12 @@ public final class UffdDoorbells implements AutoCloseable {
 
     public static long size() { return PAGE; }
 
-    /** Faults on doorbell {@code i} from the kernel and returns once the fault is resolved (the page unregistered or served). */
+    /** Faults on doorbell {@code i} (from the kernel, or in user mode) and returns once the fault is resolved (the page unregistered or served). */
     public void ring(int i) {
+        if (userMode) {
+            Libc.storeLongInNative(address(i), 1);
+            return;
+        }
         long at = address(i) - pages.address();
         MemorySegment capture = Libc.errnoSegment();
         Libc.check(capture, (int) Libc.write(capture, eventFd, one, 8), "write", "doorbell eventfd " + eventFd);

@@ -21,7 +21,10 @@ public final class Userfaultfd implements AutoCloseable {
     public static final long UFFD_API = 0xAA;
     public static final long SYS_USERFAULTFD = 323;
     public static final String DEVICE = "/dev/userfaultfd";
-    /** userfaultfd(2) flag: only user-mode faults (needed for unprivileged use when vm.unprivileged_userfaultfd=0). */
+    /**
+     * userfaultfd(2) flag: only user-mode faults are delivered (needed for unprivileged use when
+     * vm.unprivileged_userfaultfd=0); a kernel-mode fault on a missing page fails instead.
+     */
     public static final int USER_MODE_ONLY = 1;
 
     public static final long UFFDIO_API = Ioc.iowr(UFFDIO, 0x3f, UffdioApiLayout.SIZE);
@@ -88,9 +91,18 @@ public final class Userfaultfd implements AutoCloseable {
      * sleeps until an event is pending instead of returning 0 (for a handler that sleeps in read()
      * rather than in poll()).
      */
-    public static Userfaultfd open(Source source, boolean blocking) {
-        int flags = Libc.O_CLOEXEC | (blocking ? 0 : Libc.O_NONBLOCK);
-        String flagNames = blocking ? "flags O_CLOEXEC" : "flags O_CLOEXEC|O_NONBLOCK";
+    public static Userfaultfd open(Source source, boolean blocking) { return open(source, blocking, false); }
+
+    /**
+     * As {@link #open(Source, boolean)}; {@code userModeOnly} ({@link #USER_MODE_ONLY}): only faults
+     * taken in user mode are delivered. A fault the kernel takes on the process's behalf (a copy to
+     * or from user memory, get_user_pages, and so KVM's own accesses to guest RAM) on a missing page
+     * then fails with EFAULT instead of waiting for a handler: KVM_RUN comes back to userspace, and
+     * the vCPU's thread can serve the page itself (docs/paging.md, "Exit delivery on kvm").
+     */
+    public static Userfaultfd open(Source source, boolean blocking, boolean userModeOnly) {
+        int flags = Libc.O_CLOEXEC | (blocking ? 0 : Libc.O_NONBLOCK) | (userModeOnly ? USER_MODE_ONLY : 0);
+        String flagNames = "flags O_CLOEXEC" + (blocking ? "" : "|O_NONBLOCK") + (userModeOnly ? "|UFFD_USER_MODE_ONLY" : "");
         MemorySegment capture = Libc.errnoSegment();
         if (source == Source.SYSCALL) {
             long fd = Libc.syscall(capture, SYS_USERFAULTFD, flags);
@@ -101,7 +113,7 @@ public final class Userfaultfd implements AutoCloseable {
         if (dev == -1) throw new ErrnoException("open", Libc.lastErrno(), DEVICE);
         try {
             int fd = Libc.ioctl(capture, dev, USERFAULTFD_IOC_NEW, flags);
-            if (fd == -1) throw new ErrnoException("USERFAULTFD_IOC_NEW", Libc.errno(capture), DEVICE);
+            if (fd == -1) throw new ErrnoException("USERFAULTFD_IOC_NEW", Libc.errno(capture), DEVICE + ", " + flagNames);
             return new Userfaultfd(fd, source);
         } finally {
             Libc.close(dev);
@@ -112,12 +124,15 @@ public final class Userfaultfd implements AutoCloseable {
     public static Userfaultfd open() { return open(false); }
 
     /** As {@link #open()}, blocking or not ({@link #open(Source, boolean)}). */
-    public static Userfaultfd open(boolean blocking) {
+    public static Userfaultfd open(boolean blocking) { return open(blocking, false); }
+
+    /** As {@link #open()}, blocking or not, user-mode faults only or not ({@link #open(Source, boolean, boolean)}). */
+    public static Userfaultfd open(boolean blocking, boolean userModeOnly) {
         try {
-            return open(Source.SYSCALL, blocking);
+            return open(Source.SYSCALL, blocking, userModeOnly);
         } catch (ErrnoException e) {
             try {
-                return open(Source.DEVICE, blocking);
+                return open(Source.DEVICE, blocking, userModeOnly);
             } catch (ErrnoException e2) {
                 e2.addSuppressed(e);
                 throw e2;

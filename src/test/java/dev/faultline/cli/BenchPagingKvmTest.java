@@ -85,8 +85,51 @@ class BenchPagingKvmTest {
     }
 
     @Test
+    void shouldServeEveryFaultOnTheFaultingVcpusOwnThreadUnderExitDelivery() throws Exception {
+        kvmAndUserfaultfdOrSkip();
+        CliCapture.Outcome o = CliTest.cli("bench", "paging", "--backend", "kvm", "--delivery", "exit", "--vcpus", "2", "--mem-per-vcpu", "4M",
+                "--prefetch", "none", "--no-warmup", "--json");
+        assertEquals(0, o.code(), o.err());
+        JsonNode j = o.json();
+        assertEquals("exit", j.get("delivery").asText());
+        assertEquals(1, j.get("handlers").asInt(), "one handler, for host threads' faults");
+        assertEquals(2 * PAGES_PER_VCPU, j.get("handler").get("pages_installed").asLong());
+        for (JsonNode lane : j.get("handler").get("lanes")) {
+            String name = lane.get("lane").asText();
+            if (name.startsWith("uffd-")) assertEquals(0, lane.get("faults").asLong(), "the handler thread served no vCPU: " + lane);
+            else assertEquals(PAGES_PER_VCPU, lane.get("faults").asLong(), "each vCPU served its own slice: " + lane);
+        }
+        for (JsonNode v : j.get("per_vcpu")) {
+            assertTrue(v.get("exits").get("memory_fault").asLong() >= PAGES_PER_VCPU, "a memory-fault exit per page: " + v);
+            assertEquals(v.get("exits").get("memory_fault").asLong(), v.get("vcpu_wait").get("faults").asLong(), "held time per exit: " + v);
+        }
+    }
+
+    @Test
+    void shouldCompareExitAndUffdDeliveryRoundByRoundInOneProcess() throws Exception {
+        kvmAndUserfaultfdOrSkip();
+        CliCapture.Outcome o = CliTest.cli("bench", "paging", "--backend", "kvm", "--compare-deliveries", "--vcpu-counts", "1,2", "--rounds", "2",
+                "--mem-per-vcpu", "4M", "--prefetch", "none", "--baseline", "--no-warmup", "--json");
+        assertEquals(0, o.code(), o.err());
+        JsonNode j = o.json();
+        assertEquals(2, j.get("comparisons").size());
+        for (JsonNode c : j.get("comparisons")) {
+            assertEquals(2, c.get("exit_over_uffd_per_round").size(), c.toString());
+            for (String how : new String[] {"exit", "uffd"}) {
+                assertEquals(2, c.get(how).get("pages_per_sec_per_round").size());
+                assertEquals(c.get("vcpus").asLong() * PAGES_PER_VCPU, c.get(how).get("median_run").get("handler").get("pages_installed").asLong());
+                assertTrue(c.get(how).get("ratio_to_first_touch").asDouble() > 0);
+            }
+            double ratio0 = c.get("exit").get("pages_per_sec_per_round").get(0).asDouble() / c.get("uffd").get("pages_per_sec_per_round").get(0).asDouble();
+            assertEquals(ratio0, c.get("exit_over_uffd_per_round").get(0).asDouble(), 0.001, "round 0's ratio from its own two runs");
+        }
+    }
+
+    @Test
     void shouldRefuseHandlerSettingsThatCannotWorkInOneLine() {
         String[][] refused = {
+            {"--delivery", "exit", "--handlers", "2"},
+            {"--delivery", "exit", "--spin-us", "5"},
             {"--handler-sched", "fifo:10", "--spin-us", "20"},
             {"--handler-sched", "fifo:0"},
             {"--handler-sched", "rr:5"},

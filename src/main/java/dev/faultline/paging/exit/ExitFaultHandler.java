@@ -2,11 +2,13 @@ package dev.faultline.paging.exit;
 
 import dev.faultline.hv.VcpuExit;
 import dev.faultline.paging.FaultCore;
+import dev.faultline.paging.Installer;
 import dev.faultline.paging.PageSourceException;
 import dev.faultline.paging.PageStates;
 import dev.faultline.sys.HostMemory;
 import dev.faultline.vmm.MemoryFaultHandler;
 import java.util.concurrent.locks.LockSupport;
+import java.util.function.IntFunction;
 
 /**
  * Exit-based delivery (the seeds' design): a vCPU whose access hit a missing page gets a memory-fault
@@ -16,7 +18,9 @@ import java.util.concurrent.locks.LockSupport;
  * marked it present.
  *
  * <p>One lane per vCPU, so latencies are per vCPU by construction and nothing is shared but the
- * page-state array.
+ * page-state array. How a lane makes its pages visible is its {@link Installer}'s business: on ref
+ * it writes RAM and clears the pages' bits in the userfault bitmap ({@link RamInstaller}); on kvm it
+ * is UFFDIO_COPY on a userfaultfd that fails KVM's own faults ({@code uffd.UffdPager}, exit delivery).
  */
 public final class ExitFaultHandler implements MemoryFaultHandler {
     private static final int SPINS = 2_000;
@@ -25,12 +29,16 @@ public final class ExitFaultHandler implements MemoryFaultHandler {
     private final FaultCore core;
     private final FaultCore.Lane[] lanes;
 
+    /** Lanes that write guest RAM, then mark the pages present through {@code hook} (the ref backend). */
     public ExitFaultHandler(FaultCore core, HostMemory ram, int vcpus, PresentHook hook) {
+        this(core, vcpus, vcpu -> new RamInstaller(ram, hook));
+    }
+
+    /** Lane {@code i} ("vcpu-i", over the whole paged range) installs vCPU {@code i}'s pages with {@code installers.apply(i)}. */
+    public ExitFaultHandler(FaultCore core, int vcpus, IntFunction<Installer> installers) {
         this.core = core;
         this.lanes = new FaultCore.Lane[vcpus];
-        for (int i = 0; i < vcpus; i++) {
-            lanes[i] = core.newLane("vcpu-" + i, core.baseGpa(), core.endGpa(), new RamInstaller(ram, hook));
-        }
+        for (int i = 0; i < vcpus; i++) lanes[i] = core.newLane("vcpu-" + i, core.baseGpa(), core.endGpa(), installers.apply(i));
     }
 
     public FaultCore core() { return core; }
@@ -56,7 +64,8 @@ public final class ExitFaultHandler implements MemoryFaultHandler {
                 return null;
             }
             if (r == FaultCore.GONE) return "the page could not be installed (address space going away)";
-            // RETRY: nothing in this delivery changes mappings under us; try again.
+            // RETRY (userfaultfd: EAGAIN while a REMOVE event waits to be read by the handler thread): again.
+            Thread.onSpinWait();
         }
     }
 

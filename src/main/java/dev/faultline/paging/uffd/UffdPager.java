@@ -1,11 +1,14 @@
 package dev.faultline.paging.uffd;
 
 import dev.faultline.guest.BootProtocol;
+import dev.faultline.hv.VcpuExit;
 import dev.faultline.paging.DemandPager;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.Installer;
 import dev.faultline.paging.Prefetch;
 import dev.faultline.paging.ThreadTimes;
+import dev.faultline.paging.exit.ExitFaultHandler;
+import dev.faultline.paging.exit.ExitPager;
 import dev.faultline.sys.HostMemory;
 import dev.faultline.sys.Libc;
 import dev.faultline.sys.UffdDoorbells;
@@ -16,6 +19,7 @@ import dev.faultline.vmm.ThreadPriority;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * Demand paging of the main memslot [1 MiB, RAM) on the kvm backend through userfaultfd: registers
@@ -27,6 +31,13 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
  * handler thread (so one thread's sleep in poll() is woken only by its own part's faults, and no
  * two handlers read the same queue). {@link Config#splitGpas} lets the caller align the parts with
  * the vCPUs' working areas, which makes "one handler thread per vCPU" literal.
+ *
+ * <p>With {@link Delivery#VCPU_EXIT} the vCPUs do not sleep in the kernel: the range is registered
+ * with one userfaultfd that takes user-mode faults only, so KVM's own access to a missing page fails,
+ * KVM_RUN comes back with a memory-fault exit, and the vCPU's thread serves the page itself through
+ * the same core (UFFDIO_COPY or UFFDIO_CONTINUE on that userfaultfd, one lane per vCPU) and
+ * re-enters: the seeds' exit-to-userspace design on the real KVM. The one handler thread then serves
+ * only faults of host threads (and REMOVE events), and sleeps otherwise.
  */
 public final class UffdPager implements DemandPager {
     public enum Mode { MISSING, MINOR }
@@ -48,6 +59,16 @@ public final class UffdPager implements DemandPager {
     public enum Waiting { AUTO, READ, POLL }
 
     /**
+     * Who serves a vCPU's fault. {@link #HANDLER}: the vCPU's thread sleeps in the kernel, on the
+     * userfaultfd's wait queue, while a handler thread serves the page and wakes it (two cross-thread
+     * wake-ups per fault). {@link #VCPU_EXIT}: the vCPU's own thread, after a memory-fault exit
+     * ({@link #faultHandler()}); this needs a KVM that reports the failed access with its gpa (here:
+     * an MMIO exit inside a memslot, decoded as a memory fault; upstream KVM on hardware returns a
+     * bare EFAULT, and the vCPU then stops saying so).
+     */
+    public enum Delivery { HANDLER, VCPU_EXIT }
+
+    /**
      * @param spinNanos how long a handler spins on non-blocking reads after its last event before it
      *     sleeps in poll() (0: always sleep)
      * @param zeropage  map zero runs with UFFDIO_ZEROPAGE instead of copying zeros (MISSING only)
@@ -58,9 +79,11 @@ public final class UffdPager implements DemandPager {
      *     handler woken behind busy vCPUs runs at once; never with spinning); if the kernel refuses it (EPERM)
      *     the handlers run normally and {@link #schedulingRefused()} says why
      * @param waiting   where an idle handler sleeps
+     * @param delivery  who serves a vCPU's fault; {@link Delivery#VCPU_EXIT} takes one handler thread (for host
+     *     threads' faults), which does not spin
      */
     public record Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning,
-                         ThreadPriority scheduling, Waiting waiting) {
+                         ThreadPriority scheduling, Waiting waiting, Delivery delivery) {
         public Config {
             if (handlers < 1) throw new IllegalArgumentException("at least one handler thread is needed, got " + handlers);
             splitGpas = splitGpas == null ? List.of() : List.copyOf(splitGpas);
@@ -76,10 +99,28 @@ public final class UffdPager implements DemandPager {
             if (!splitGpas.isEmpty() && splitGpas.size() != handlers - 1) {
                 throw new IllegalArgumentException(handlers + " handlers need " + (handlers - 1) + " split points, got " + splitGpas.size());
             }
+            if (delivery == null) delivery = Delivery.HANDLER;
+            if (delivery == Delivery.VCPU_EXIT && handlers != 1) {
+                throw new IllegalArgumentException("exit delivery registers the paged range with one userfaultfd, whose one handler thread "
+                        + "serves only host threads' faults (each vCPU serves its own): 1 handler, not " + handlers);
+            }
+            if (delivery == Delivery.VCPU_EXIT && spinNanos > 0) {
+                throw new IllegalArgumentException("under exit delivery the handler serves only host threads' faults and must not spin");
+            }
+        }
+
+        public Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning,
+                      ThreadPriority scheduling, Waiting waiting) {
+            this(mode, handlers, spinNanos, zeropage, splitGpas, pinning, scheduling, waiting, Delivery.HANDLER);
         }
 
         public Config(Mode mode, int handlers, long spinNanos, boolean zeropage, List<Long> splitGpas, Pinning pinning) {
             this(mode, handlers, spinNanos, zeropage, splitGpas, pinning, ThreadPriority.NORMAL, Waiting.AUTO);
+        }
+
+        /** This configuration with {@code d} as its delivery. */
+        public Config withDelivery(Delivery d) {
+            return new Config(mode, handlers, spinNanos, zeropage, splitGpas, pinning, scheduling, waiting, d);
         }
 
         /** Whether handlers serving with {@code prefetch} sleep in read() (else in poll()). */
@@ -103,26 +144,33 @@ public final class UffdPager implements DemandPager {
 
     private final FaultCore core;
     private final Config config;
-    private Running running;
+    private final MemoryFaultHandler faultHandler;
+    private final AtomicReference<String> exitFailure = new AtomicReference<>();
+    private volatile Running running;
 
     public UffdPager(FaultCore core, Config config) {
         this.core = core;
         this.config = config;
+        this.faultHandler = config.delivery() == Delivery.VCPU_EXIT ? new VcpuExitDelivery() : MemoryFaultHandler.NONE;
     }
 
     @Override public FaultCore core() { return core; }
     public Config config() { return config; }
 
-    /** vCPUs wait for their pages in the kernel: no memory-fault exit is ever delivered for them. */
-    @Override public MemoryFaultHandler faultHandler() { return MemoryFaultHandler.NONE; }
+    /**
+     * {@link Delivery#HANDLER}: {@link MemoryFaultHandler#NONE}, since vCPUs wait for their pages in the
+     * kernel and never exit for them. {@link Delivery#VCPU_EXIT}: serves the exit on the vCPU's thread.
+     */
+    @Override public MemoryFaultHandler faultHandler() { return faultHandler; }
 
+    /** The first failure of the last run: a handler thread's, or (exit delivery) a vCPU's own serving; null if none. */
     @Override
     public String failureMessage() {
         RuntimeException e = failure();
-        return e == null ? null : e.getMessage();
+        return e != null ? e.getMessage() : exitFailure.get();
     }
 
-    /** The first failure of a handler thread in the last run (a source error, an unexpected errno), or null. */
+    /** The first failure of a handler thread in the last run (a source error, an unexpected errno), or null; see {@link #failureMessage()}. */
     public RuntimeException failure() {
         if (running == null) return null;
         for (UffdHandler h : running.handlers) if (h.failure() != null) return h.failure();
@@ -173,6 +221,7 @@ public final class UffdPager implements DemandPager {
                     + mem.kind().name().toLowerCase() + " memory");
         }
         Running r = new Running(context);
+        exitFailure.set(null);
         running = r;
         try {
             r.start(mem);
@@ -201,6 +250,26 @@ public final class UffdPager implements DemandPager {
         return b;
     }
 
+    /**
+     * Exit delivery's memory-fault handler: the vCPU serves its own fault through the running
+     * session's {@link ExitFaultHandler} (the same core as the handler threads, so a page is
+     * installed once whoever faults on it). A source failure is this vCPU's stop reason and the
+     * pager's {@link #failureMessage()}; nothing of the page is made up.
+     */
+    private final class VcpuExitDelivery implements MemoryFaultHandler {
+        @Override
+        public String resolve(int vcpuIndex, VcpuExit.MemoryFault fault) {
+            Running r = running;
+            if (r == null || r.exitHandler == null || r.closed) return "demand paging is not prepared for this machine";
+            String why = r.exitHandler.resolve(vcpuIndex, fault);
+            if (why != null) exitFailure.compareAndSet(null, why);
+            return why;
+        }
+
+        @Override
+        public String lastResolution(int vcpuIndex) { return ExitPager.INSTALLED; }
+    }
+
     private final class Running implements Session {
         private final Context context;
         private final AtomicIntegerArray vcpuTids;
@@ -210,9 +279,10 @@ public final class UffdPager implements DemandPager {
         private final List<UffdHandler> handlers = new ArrayList<>();
         private final List<Thread> threads = new ArrayList<>();
         private HostMemory alias;
+        private ExitFaultHandler exitHandler;   // exit delivery only; set before prepare() returns
         private UffdDoorbells doorbells;
         private boolean[] doorbellReleased;
-        private boolean closed;
+        private volatile boolean closed;
 
         Running(Context context) {
             this.context = context;
@@ -224,6 +294,7 @@ public final class UffdPager implements DemandPager {
 
         void start(HostMemory mem) {
             boolean minor = config.mode() == Mode.MINOR;
+            boolean exits = config.delivery() == Delivery.VCPU_EXIT;
             boolean sleepInRead = config.sleepsInRead(core.prefetch());
             if (minor) alias = mem.alias();
             long features = Userfaultfd.FEATURE_THREAD_ID | Userfaultfd.FEATURE_EVENT_REMOVE
@@ -231,10 +302,10 @@ public final class UffdPager implements DemandPager {
             long modes = minor ? Userfaultfd.REGISTER_MODE_MISSING | Userfaultfd.REGISTER_MODE_MINOR : Userfaultfd.REGISTER_MODE_MISSING;
             List<Long> b = boundaries();
             long hvaBase = mem.address();
-            doorbells = new UffdDoorbells(b.size() - 1);
+            doorbells = new UffdDoorbells(b.size() - 1, exits);
             doorbellReleased = new boolean[b.size() - 1];
             for (int i = 0; i + 1 < b.size(); i++) {
-                Userfaultfd u = Userfaultfd.open(sleepInRead);
+                Userfaultfd u = Userfaultfd.open(sleepInRead, exits);
                 uffds.add(u);
                 u.api(features);
                 long from = b.get(i), to = b.get(i + 1);
@@ -242,12 +313,14 @@ public final class UffdPager implements DemandPager {
                 registered.add(new long[] {hvaBase + from, to - from});
                 u.register(doorbell(i), FaultCore.PAGE, Userfaultfd.REGISTER_MODE_MISSING);
                 Userfaultfd.Caller caller = new Userfaultfd.Caller();
-                Installer inst = minor ? new ContinueInstaller(u, caller, alias, hvaBase)
-                        : new CopyInstaller(u, caller, core.prefetch().maxRunPages(), core.zeros(), hvaBase, config.zeropage());
-                FaultCore.Lane lane = core.newLane("uffd-" + i, from, to, inst);
+                FaultCore.Lane lane = core.newLane("uffd-" + i, from, to, installer(u, caller, hvaBase));
                 int part = i;
                 handlers.add(new UffdHandler(u, caller, core, lane, hvaBase, doorbell(i), () -> releaseDoorbell(part), sleepInRead,
                         config.spinNanos(), vcpuTids, this::stopAfterFailure));
+            }
+            if (exits) {   // one part (Config): every vCPU installs through its userfaultfd, with a caller and staging of its own
+                Userfaultfd u = uffds.get(0);
+                exitHandler = new ExitFaultHandler(core, context.vcpus(), v -> installer(u, new Userfaultfd.Caller(), hvaBase));
             }
             schedulingRefused = null;
             // Each handler sets itself up (pinning, scheduling, its starting times) before prepare() returns,
@@ -278,6 +351,12 @@ public final class UffdPager implements DemandPager {
         }
 
         private long doorbell(int part) { return doorbells.address(part); }
+
+        /** How a lane on {@code u} installs: UFFDIO_CONTINUE through the alias (MINOR), else UFFDIO_COPY from its staging. */
+        private Installer installer(Userfaultfd u, Userfaultfd.Caller caller, long hvaBase) {
+            return config.mode() == Mode.MINOR ? new ContinueInstaller(u, caller, alias, hvaBase)
+                    : new CopyInstaller(u, caller, core.prefetch().maxRunPages(), core.zeros(), hvaBase, config.zeropage());
+        }
 
         /** Unregisters part {@code part}'s doorbell once, which releases a thread that rang it (the handler has stopped). */
         private synchronized void releaseDoorbell(int part) {
