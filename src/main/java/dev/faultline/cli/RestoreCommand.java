@@ -28,7 +28,8 @@ import picocli.CommandLine.Spec;
                 "registers, page map, file lengths; chunk SHA-256s: all first with --eager or --verify upfront, else",
                 "each chunk on its first touch, never installing a page of a chunk that fails). --eager reads all of",
                 "memory first; --lazy starts at once and serves every first touch from the snapshot (kvm: through",
-                "userfaultfd; ref: through exit on missing, each vCPU serving its own fault). Reports the time to the",
+                "userfaultfd handler threads, or with --delivery exit on each vCPU's own thread after a memory-fault",
+                "exit; ref: through exit on missing, each vCPU serving its own fault). Reports the time to the",
                 "first guest instruction and to completion, and compares the end with the original run's (RAM SHA-256,",
                 "each vCPU's end). Exit 0 when equal, 1 when not, 2 when refused.",
                 "",
@@ -61,6 +62,12 @@ final class RestoreCommand implements Callable<Integer> {
 
     @Option(names = "--handlers", paramLabel = "N", defaultValue = "1", description = "Lazy restores: userfaultfd handler threads. Default: ${DEFAULT-VALUE}.")
     int handlers;
+
+    @Option(names = "--delivery", paramLabel = "KIND",
+            description = "Lazy restores: uffd (kvm: handler threads serve while the vCPU sleeps in the kernel) or exit (each vCPU serves "
+                    + "its own memory-fault exit; its readahead windows are installed by the faulting vCPU). Default: uffd on kvm, "
+                    + "exit on ref (its only way).")
+    String delivery;
 
     @Option(names = "--repeat", paramLabel = "N", defaultValue = "1",
             description = "Restore N times in this process and report each run's time to the first instruction (the later ones "
@@ -95,8 +102,15 @@ final class RestoreCommand implements Callable<Integer> {
             if (m == Restore.Mode.EAGER && v != Restore.Verify.UPFRONT) throw new UserError("--eager always verifies every chunk upfront");
         }
         Prefetch p = named("--prefetch", () -> Restore.prefetchNamed(prefetch));
+        Restore.Delivery d = delivery == null ? null : named("--delivery", () -> Restore.Delivery.named(delivery));
+        if (d != null && m == Restore.Mode.EAGER) throw new UserError("--delivery is for lazy restores; an eager one reads all of memory before it starts");
+        if (d == Restore.Delivery.EXIT && handlers > 1) {
+            throw new UserError("--handlers " + handlers + " with --delivery exit: each vCPU serves its own faults, and one handler thread serves "
+                    + "host threads' faults only");
+        }
+        if (d == Restore.Delivery.UFFD && backend.equals("ref")) throw new UserError("--delivery uffd: the ref backend has no userfaultfd; use exit");
         if (server != null) return viaService(m, v);
-        Restore.Options o = new Restore.Options(backend, m, v, p, handlers, Duration.ofSeconds(timeoutSeconds), null);
+        Restore.Options o = new Restore.Options(backend, m, v, p, handlers, Duration.ofSeconds(timeoutSeconds), null).withDelivery(d);
         List<Double> firsts = new ArrayList<>();
         List<Map<String, Object>> perRun = new ArrayList<>();
         Restore.Result r = null;
@@ -134,7 +148,7 @@ final class RestoreCommand implements Callable<Integer> {
     /** --server: each of the --repeat restores is one request to the service; its replies are printed as a local restore's. */
     private int viaService(Restore.Mode m, Restore.Verify v) {
         boolean backendGiven = spec.commandLine().getParseResult().hasMatchedOption("--backend");
-        String line = ServiceRequest.restoreLine(dir, m, backendGiven ? backend : null, v, prefetch, handlers, timeoutSeconds);
+        String line = ServiceRequest.restoreLine(dir, m, backendGiven ? backend : null, v, prefetch, handlers, delivery, timeoutSeconds);
         List<Map<String, Object>> replies = new ArrayList<>();
         List<Double> roundTrips = new ArrayList<>();
         try (RestoreClient client = RestoreClient.connect(server)) {
@@ -197,8 +211,8 @@ final class RestoreCommand implements Callable<Integer> {
                 tm.get("copy_untouched_pages_ms"));
         Map<?, ?> pg = (Map<?, ?>) t.get("paging");
         System.out.printf("  %s chunks verified, %s read%s%n", t.get("chunks_verified"), Units.formatSize(((Number) t.get("bytes_read")).longValue()),
-                pg == null ? "" : String.format(", %s faults, %s pages installed (%s prefetched)", pg.get("faults"), pg.get("pages_installed"),
-                        pg.get("prefetch_pages")));
+                pg == null ? "" : String.format(", %s faults (delivery %s), %s pages installed (%s prefetched)", pg.get("faults"),
+                        t.get("delivery"), pg.get("pages_installed"), pg.get("prefetch_pages")));
         for (Object o : (List<?>) run.get("vcpus")) {
             Map<?, ?> v = (Map<?, ?>) o;
             System.out.printf("  vcpu %s: %s (%s), rip=%s%n", v.get("index"), v.get("outcome"), v.get("detail"), ((Map<?, ?>) v.get("regs")).get("rip"));

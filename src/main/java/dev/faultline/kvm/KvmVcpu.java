@@ -62,6 +62,8 @@ public final class KvmVcpu implements Vcpu {
     private Thread preparedThread;
     private volatile int runningTid;
     private int pending = PENDING_NONE;
+    /** After an emulation failure: the page the instruction could not be fetched from, to report; the rip retried once. */
+    private long unreachableFetchPage = -1, emulationRetryRip = -1;
     private boolean closed;
 
     KvmVcpu(KvmVm vm, int id) {
@@ -131,10 +133,13 @@ public final class KvmVcpu implements Vcpu {
             default -> { }
         }
         pending = PENDING_NONE;
-        runningTid = preparedTid;
-        int ret = Kvm.run(capture, fd);
-        runningTid = 0;
-        VcpuExit exit = decoder.decode(ret, ret == -1 ? Libc.errno(capture) : 0);
+        VcpuExit exit;
+        do {
+            runningTid = preparedTid;
+            int ret = Kvm.run(capture, fd);
+            runningTid = 0;
+            exit = decoder.decode(ret, ret == -1 ? Libc.errno(capture) : 0);
+        } while (exit == exits.internalError && retryEmulationOnce());
         if (exit == exits.interrupted) {
             BYTE.setVolatile(run, KvmRunLayout.IMMEDIATE_EXIT, (byte) 0);
             drainer.drain();
@@ -146,15 +151,12 @@ public final class KvmVcpu implements Vcpu {
             }
         } else if (exit == exits.hypercall) {
             pending = PENDING_HYPERCALL;
-        } else if (exit == exits.internalError) {
-            if (exits.internalError.suberror() == VcpuExit.InternalError.SUBERROR_EMULATION) {
-                long gpa = unreachableFetch();
-                if (gpa != -1) {
-                    int errno = vm.isPoisoned(gpa) ? Errno.EHWPOISON : Errno.EFAULT;
-                    exits.memoryFault.fill(MemoryFaultFlags.EXEC, gpa, 4096, errno, VcpuExit.MemoryFault.Origin.KERNEL);
-                    return exits.memoryFault;
-                }
-            }
+        } else if (exit == exits.internalError && unreachableFetchPage != -1) {
+            long gpa = unreachableFetchPage;
+            unreachableFetchPage = -1;
+            int errno = vm.isPoisoned(gpa) ? Errno.EHWPOISON : Errno.EFAULT;
+            exits.memoryFault.fill(MemoryFaultFlags.EXEC, gpa, 4096, errno, VcpuExit.MemoryFault.Origin.KERNEL);
+            return exits.memoryFault;
         } else if (exit == exits.memoryFault) {
             VcpuExit.MemoryFault f = exits.memoryFault;
             if (f.errno() != Errno.EHWPOISON && vm.isPoisoned(f.gpa())) f.fill(f.flags(), f.gpa(), f.size(), Errno.EHWPOISON, f.origin());
@@ -164,6 +166,28 @@ public final class KvmVcpu implements Vcpu {
     }
 
     private int preparedTid;
+    /**
+     * After an emulation failure whose instruction bytes the host can read: whether to enter once
+     * more before reporting it. Another vCPU may have installed the page this one could not fetch
+     * from between the failure and {@link #unreachableFetch}'s look at it (two vCPUs faulting on one
+     * code page under exit delivery); the retry then runs the instruction. A failure that repeats at
+     * the same rip is reported. Only on internal-error exits.
+     */
+    private boolean retryEmulationOnce() {
+        if (exits.internalError.suberror() != VcpuExit.InternalError.SUBERROR_EMULATION || unreachableFetchPage != -1) return false;
+        long gpa = unreachableFetch();
+        if (gpa != -1) {
+            unreachableFetchPage = gpa;   // reported below as the EXEC fault it is
+            return false;
+        }
+        long rip = getRegs(fetchRegs).rip;
+        if (rip == emulationRetryRip) {
+            emulationRetryRip = -1;
+            return false;
+        }
+        emulationRetryRip = rip;
+        return true;
+    }
 
     /**
      * After an emulation failure: the page (gpa) the next instruction's bytes lie in when the host

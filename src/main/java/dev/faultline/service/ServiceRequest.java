@@ -17,7 +17,7 @@ import java.util.Map;
  * One request to the restore service: a JSON object on one line.
  * <pre>
  * {"op": "restore", "dir": "/abs/snapshot", "mode": "lazy", "backend": "kvm", "verify": "on-touch",
- *  "prefetch": "readahead", "handlers": 1, "timeout_s": 300}
+ *  "prefetch": "readahead", "handlers": 1, "delivery": "uffd", "timeout_s": 300}
  * {"op": "status"}
  * {"op": "stop"}
  * </pre>
@@ -32,7 +32,7 @@ public record ServiceRequest(Op op, Path dir, Restore.Options options, Prefetch 
     public enum Op { RESTORE, STATUS, STOP }
 
     /** Every field a request may have, in the order the error for an unknown one lists them. */
-    static final List<String> FIELDS = List.of("op", "dir", "mode", "backend", "verify", "prefetch", "handlers", "timeout_s");
+    static final List<String> FIELDS = List.of("op", "dir", "mode", "backend", "verify", "prefetch", "handlers", "delivery", "timeout_s");
 
     private static final JsonFactory PARSERS = new JsonFactory();
 
@@ -74,15 +74,23 @@ public record ServiceRequest(Op op, Path dir, Restore.Options options, Prefetch 
         String prefetchName = text(f, "prefetch", "readahead");
         Prefetch prefetch = named("prefetch", () -> Restore.prefetchNamed(prefetchName));
         long handlers = integer(f, "handlers", 1, 1, 64);
+        String deliveryName = text(f, "delivery", null);
+        Restore.Delivery delivery = deliveryName == null ? null : named("delivery", () -> Restore.Delivery.named(deliveryName));
+        if (delivery != null && mode == Restore.Mode.EAGER) throw new BadRequestException("delivery is for lazy restores; an eager restore pages nothing");
+        if (delivery == Restore.Delivery.EXIT && handlers > 1) {
+            throw new BadRequestException("handlers " + handlers + " with delivery exit: each vCPU serves its own faults and one handler "
+                    + "thread serves host threads' faults only");
+        }
         long timeout = integer(f, "timeout_s", 300, 1, 86_400);
         String backend = text(f, "backend", defaultBackend);
-        Restore.Options o = new Restore.Options(backend, mode, verify, prefetch, (int) handlers, Duration.ofSeconds(timeout), null);
+        Restore.Options o = new Restore.Options(backend, mode, verify, prefetch, (int) handlers, Duration.ofSeconds(timeout), null)
+                .withDelivery(delivery);
         return new ServiceRequest(Op.RESTORE, dir, o, prefetch);
     }
 
     /** The request for {@code dir} with these options, as one line of JSON (what a client sends). */
     public static String restoreLine(Path dir, Restore.Mode mode, String backend, Restore.Verify verify, String prefetch, int handlers,
-                                     long timeoutSeconds) {
+                                     String delivery, long timeoutSeconds) {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("op", "restore");
         m.put("dir", dir.toAbsolutePath().normalize().toString());
@@ -91,6 +99,7 @@ public record ServiceRequest(Op op, Path dir, Restore.Options options, Prefetch 
         if (verify != null) m.put("verify", verify.label());
         m.put("prefetch", prefetch);
         m.put("handlers", handlers);
+        if (delivery != null) m.put("delivery", delivery);
         m.put("timeout_s", timeoutSeconds);
         return ServiceJson.line(m);
     }

@@ -53,7 +53,7 @@ public record WarmUp(int restores, String mode, String lazyUnavailable, long nan
             String lazyUnavailable = null;
             double last = 0;
             for (int i = 1; i <= restores; i++) {
-                String line = ServiceRequest.restoreLine(snap, mode, backend, null, i % 4 == 0 ? "none" : "readahead", 1, 60);
+                String line = ServiceRequest.restoreLine(snap, mode, backend, null, i % 4 == 0 ? "none" : "readahead", 1, null, 60);
                 Map<String, Object> reply = serve.apply(line);
                 if (reply.containsKey("error_kind")) {
                     if (mode != Restore.Mode.LAZY) throw new IllegalStateException("warm-up restore " + i + ": " + reply.get("error"));

@@ -82,6 +82,28 @@ public final class Restore {
         }
     }
 
+    /**
+     * Who serves a lazy restore's page faults. {@link #UFFD} (kvm only): userfaultfd handler threads,
+     * while the vCPU sleeps in the kernel. {@link #EXIT}: each vCPU serves its own memory-fault exit
+     * and re-enters (kvm: RAM under a userfaultfd that fails KVM's own faults; ref: exit on missing,
+     * ref's only way).
+     */
+    public enum Delivery {
+        UFFD, EXIT;
+
+        /** "uffd" or "exit", as the command line and the restore service name them. */
+        public String label() { return name().toLowerCase(); }
+
+        /** @throws IllegalArgumentException naming the accepted words */
+        public static Delivery named(String name) {
+            return switch (name) {
+                case "uffd" -> UFFD;
+                case "exit" -> EXIT;
+                default -> throw new IllegalArgumentException("uffd or exit, not '" + name + "'");
+            };
+        }
+    }
+
     /** When a lazy restore checks chunk SHA-256s (eager restores always check all of them first). */
     public enum Verify {
         UPFRONT, ON_FIRST_TOUCH;
@@ -113,15 +135,16 @@ public final class Restore {
 
     /**
      * @param backend  "kvm", "ref" or "auto"
-     * @param handlers userfaultfd handler threads (lazy)
+     * @param handlers userfaultfd handler threads (lazy, {@link Delivery#UFFD})
      * @param backends opens a backend by name ({@link Backends#open}; tests count the calls)
      * @param shells   where the VM shell comes from ({@link Shells#NONE}: built during the restore)
+     * @param delivery who serves a lazy restore's faults; null: the backend's own (kvm uffd, ref exit)
      */
     public record Options(String backend, Mode mode, Verify verify, Prefetch prefetch, int handlers, Duration timeout,
-                          Function<String, Hypervisor> backends, Shells shells) {
+                          Function<String, Hypervisor> backends, Shells shells, Delivery delivery) {
         public Options(String backend, Mode mode, Verify verify, Prefetch prefetch, int handlers, Duration timeout,
                        Function<String, Hypervisor> backends) {
-            this(backend, mode, verify, prefetch, handlers, timeout, backends, null);
+            this(backend, mode, verify, prefetch, handlers, timeout, backends, null, null);
         }
 
         public Options {
@@ -132,16 +155,21 @@ public final class Restore {
             if (timeout == null) timeout = Duration.ofMinutes(5);
             if (backends == null) backends = Backends::open;
             if (shells == null) shells = Shells.NONE;
+            if (delivery == Delivery.EXIT && handlers > 1) {
+                throw new IllegalArgumentException("exit delivery has one handler thread, for host threads' faults only (each vCPU serves "
+                        + "its own): not " + handlers + " handlers");
+            }
         }
 
         public static Options of(String backend, Mode mode) {
             return new Options(backend, mode, null, null, 1, null, null);
         }
 
-        public Options withVerify(Verify v) { return new Options(backend, mode, v, prefetch, handlers, timeout, backends, shells); }
-        public Options withPrefetch(Prefetch p) { return new Options(backend, mode, verify, p, handlers, timeout, backends, shells); }
-        public Options withBackends(Function<String, Hypervisor> b) { return new Options(backend, mode, verify, prefetch, handlers, timeout, b, shells); }
-        public Options withShells(Shells s) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, s); }
+        public Options withVerify(Verify v) { return new Options(backend, mode, v, prefetch, handlers, timeout, backends, shells, delivery); }
+        public Options withPrefetch(Prefetch p) { return new Options(backend, mode, verify, p, handlers, timeout, backends, shells, delivery); }
+        public Options withBackends(Function<String, Hypervisor> b) { return new Options(backend, mode, verify, prefetch, handlers, timeout, b, shells, delivery); }
+        public Options withShells(Shells s) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, s, delivery); }
+        public Options withDelivery(Delivery d) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, d); }
     }
 
     /**
@@ -206,8 +234,9 @@ public final class Restore {
         public boolean ok() { return (!recorded || (ramMatches && vcpusMatch)) && workloadVerified; }
     }
 
-    public record Result(SnapshotDescription snapshot, String backend, Mode mode, Verify verify, RunReport report, PagingStats paging,
-                         long chunksVerified, long bytesRead, Timings timings, Comparison comparison, String failure) {
+    /** @param delivery who served the lazy restore's faults (null for an eager one) */
+    public record Result(SnapshotDescription snapshot, String backend, Mode mode, Verify verify, Delivery delivery, RunReport report,
+                         PagingStats paging, long chunksVerified, long bytesRead, Timings timings, Comparison comparison, String failure) {
         public boolean ok() { return failure == null && report.clean() && comparison.ok(); }
     }
 
@@ -269,7 +298,8 @@ public final class Restore {
             Timings t = new Timings(checked.describedAt() - t0, backendOpened, vmReady, descriptionJoined, machineBuilt,
                     checked.doneAt() - t0, checksJoined, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos);
             Comparison c = compare(d, report, ram, failure);
-            return new Result(d, backend.name(), o.mode(), o.verify(), report, core == null ? null : new PagingStats(core),
+            Delivery delivery = o.mode() == Mode.LAZY ? deliveryOn(backend.name(), o.delivery()) : null;
+            return new Result(d, backend.name(), o.mode(), o.verify(), delivery, report, core == null ? null : new PagingStats(core),
                     snap.chunksVerified(), snap.bytesRead(), t, c, failure);
         }
     }
@@ -408,20 +438,35 @@ public final class Restore {
     }
 
     /**
-     * The demand pager of a lazy restore: on kvm userfaultfd ({@link UffdPager}, handler threads with
-     * readahead in the background); on ref exit on missing ({@link ExitPager}: each vCPU serves its own
-     * memory-fault exit, readahead windows installed on the faulting vCPU's thread). Both serve the
-     * same checked {@link SnapshotSource}.
+     * The delivery a lazy restore on {@code backend} uses: the one asked for, or the backend's own.
+     * @throws IllegalArgumentException for userfaultfd delivery on ref, which has no userfaultfd
+     */
+    static Delivery deliveryOn(String backend, Delivery asked) {
+        boolean ref = backend.equals("ref");
+        if (ref && asked == Delivery.UFFD) {
+            throw new IllegalArgumentException("the ref backend has no userfaultfd: a lazy restore there is served through memory-fault "
+                    + "exits (delivery exit)");
+        }
+        return asked != null ? asked : ref ? Delivery.EXIT : Delivery.UFFD;
+    }
+
+    /**
+     * The demand pager of a lazy restore: on kvm userfaultfd ({@link UffdPager}: handler threads with
+     * readahead in the background, or with {@link Delivery#EXIT} each vCPU serving its own
+     * memory-fault exit); on ref exit on missing ({@link ExitPager}). Under exit delivery readahead
+     * windows are installed on the faulting vCPU's thread. All serve the same checked
+     * {@link SnapshotSource}.
      */
     private static DemandPager lazyPager(String backend, Snapshot snap, Options o) {
         long base = BootProtocol.IMAGE_MIN_GPA;
         long size = snap.description().ramBytes() - base;
         int vcpus = snap.description().vcpus().size();
-        if (backend.equals("ref")) {
-            return new ExitPager(new FaultCore(new SnapshotSource(snap), base, size, vcpus, ExitPager.onFaultingThread(o.prefetch()), false));
-        }
-        FaultCore core = new FaultCore(new SnapshotSource(snap), base, size, vcpus, o.prefetch(), false);
-        return new UffdPager(core, new UffdPager.Config(UffdPager.Mode.MISSING, o.handlers(), 0, false, List.of(), UffdPager.Pinning.NONE));
+        boolean exits = deliveryOn(backend, o.delivery()) == Delivery.EXIT;
+        Prefetch prefetch = exits ? ExitPager.onFaultingThread(o.prefetch()) : o.prefetch();
+        FaultCore core = new FaultCore(new SnapshotSource(snap), base, size, vcpus, prefetch, false);
+        if (backend.equals("ref")) return new ExitPager(core);
+        UffdPager.Config config = new UffdPager.Config(UffdPager.Mode.MISSING, o.handlers(), 0, false, List.of(), UffdPager.Pinning.NONE);
+        return new UffdPager(core, exits ? config.withDelivery(UffdPager.Delivery.VCPU_EXIT) : config);
     }
 
     /**

@@ -28,7 +28,10 @@ public final class RestoreReport {
         t.put("backend", r.backend());
         t.put("mode", r.mode().label());
         t.put("verify", r.verify().label());
-        if (r.mode() == Restore.Mode.LAZY) t.put("prefetch", Prefetch.name(prefetch));
+        if (r.mode() == Restore.Mode.LAZY) {
+            t.put("prefetch", Prefetch.name(prefetch));
+            t.put("delivery", r.delivery().label());
+        }
         t.put("timings", r.timings().toMap());
         t.put("chunks_verified", r.chunksVerified());
         t.put("bytes_read", r.bytesRead());

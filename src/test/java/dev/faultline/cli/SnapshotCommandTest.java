@@ -72,6 +72,36 @@ class SnapshotCommandTest {
     }
 
     @Test
+    void shouldRestoreLazilyWithTheDeliveryAskedForAndRefuseOnesThatCannotWork(@TempDir Path tmp) throws Exception {
+        Path dir = tmp.resolve("s");
+        CliCapture.Outcome s = run("snapshot", "--workload", "phases", "--mem", "8M", "--rounds", "3", "--backend", "ref", "--at-exit", "3",
+                "--out", dir.toString());
+        assertEquals(0, s.code(), s.err());
+        CliCapture.Outcome onRef = run("restore", dir.toString(), "--lazy", "--backend", "ref", "--json");
+        assertEquals(0, onRef.code(), onRef.err());
+        assertEquals("exit", new ObjectMapper().readTree(onRef.out()).at("/delivery").asText(), "ref's own delivery");
+        if (dev.faultline.kvm.HostCapabilities.probe().kvmAvailable()) {
+            CliCapture.Outcome onKvm = run("restore", dir.toString(), "--lazy", "--backend", "kvm", "--delivery", "exit", "--json");
+            assertEquals(0, onKvm.code(), onKvm.err() + onKvm.out());
+            JsonNode j = new ObjectMapper().readTree(onKvm.out());
+            assertEquals("exit", j.at("/delivery").asText());
+            assertTrue(j.at("/comparison/ram_matches").asBoolean(), j.at("/comparison").toString());
+        }
+        String[][] refused = {
+            {"--eager", "--delivery", "exit"},
+            {"--lazy", "--delivery", "exit", "--handlers", "2"},
+            {"--lazy", "--delivery", "sometimes"},
+            {"--lazy", "--delivery", "uffd", "--backend", "ref"},
+        };
+        for (String[] args : refused) {
+            CliCapture.Outcome r = run(concat(new String[] {"restore", dir.toString()}, args));
+            assertEquals(2, r.code(), String.join(" ", args) + " -> " + r.err());
+            assertEquals(1, r.err().strip().lines().count(), r.err());
+            assertTrue(r.err().contains("--delivery"), r.err());
+        }
+    }
+
+    @Test
     void shouldRefuseASnapshotPointTheGuestNeverReaches(@TempDir Path tmp) {
         CliCapture.Outcome s = run("snapshot", "--workload", "seq-write", "--mem", "8M", "--backend", "ref", "--at-exit", "5", "--out", tmp.resolve("x").toString());
         assertEquals(2, s.code());
@@ -125,16 +155,16 @@ class SnapshotCommandTest {
 
     /** The client's part: a lazy restore equal to the local one, a refusal, an eager restore (the service's last). */
     private static void clientOfServe(RestoreClient c, Path snap, Path tmp, CliCapture.Outcome local) throws Exception {
-        Map<String, Object> r = c.send(ServiceRequest.restoreLine(snap, Restore.Mode.LAZY, null, null, "readahead", 1, 60));
+        Map<String, Object> r = c.send(ServiceRequest.restoreLine(snap, Restore.Mode.LAZY, null, null, "readahead", 1, null, 60));
         JsonNode jl = new ObjectMapper().readTree(local.out()), jr = new ObjectMapper().valueToTree(r);
         assertTrue(jr.at("/ok").asBoolean(), r.toString());
         assertEquals(jl.at("/comparison/ram_sha256"), jr.at("/comparison/ram_sha256"));
         assertEquals(jl.at("/run/vcpus/0/reports"), jr.at("/run/vcpus/0/reports"));
         assertEquals("ref", jr.at("/backend").asText(), "a request that names no backend gets the service's");
         assertTrue(jr.at("/service/request_to_first_instruction_ms").asDouble() > 0);
-        Map<String, Object> bad = c.send(ServiceRequest.restoreLine(tmp.resolve("none"), Restore.Mode.EAGER, null, null, "readahead", 1, 60));
+        Map<String, Object> bad = c.send(ServiceRequest.restoreLine(tmp.resolve("none"), Restore.Mode.EAGER, null, null, "readahead", 1, null, 60));
         assertEquals("refused", bad.get("error_kind"), bad.toString());
-        Map<String, Object> last = c.send(ServiceRequest.restoreLine(snap, Restore.Mode.EAGER, null, null, "readahead", 1, 60));
+        Map<String, Object> last = c.send(ServiceRequest.restoreLine(snap, Restore.Mode.EAGER, null, null, "readahead", 1, null, 60));
         assertEquals(true, last.get("ok"), last.toString());
     }
 

@@ -31,15 +31,21 @@ import org.junit.jupiter.api.Test;
  * userfaultfd that takes user-mode faults only, so KVM's own access to a missing page fails and the
  * vCPU gets a memory-fault exit, serves the page on its own thread and re-enters.
  */
-class KvmExitDeliveryTest {
+public class KvmExitDeliveryTest {
     static final long PAGE = FaultCore.PAGE, BASE = BootProtocol.IMAGE_MIN_GPA;
 
-    static UffdPager.Config exitConfig(UffdPager.Mode mode) {
+    /** An open /dev/kvm, or the test is skipped saying why (no usable /dev/kvm, or no userfaultfd). */
+    public static KvmHypervisor kvmWithUserfaultfdOrSkip() {
+        KvmUffdPagingTest.userfaultfdOrSkip();
+        return KvmUffdPagingTest.kvmOrSkip();
+    }
+
+    public static UffdPager.Config exitConfig(UffdPager.Mode mode) {
         return new UffdPager.Config(mode, 1, 0, false, List.of(), UffdPager.Pinning.NONE).withDelivery(UffdPager.Delivery.VCPU_EXIT);
     }
 
     /** Faults of the run per lane name: "vcpu-i" lanes are the vCPUs' own, "uffd-0" is the handler thread's. */
-    static long faultsOnLane(FaultCore core, String name) {
+    public static long faultsOnLane(FaultCore core, String name) {
         for (FaultCore.Lane l : core.lanes()) if (l.name().equals(name)) return l.stats().faults();
         return 0;
     }
@@ -108,18 +114,14 @@ class KvmExitDeliveryTest {
         }
     }
 
-    @Test
-    void shouldServeAnInstructionFetchFromAMissingPageAsAnExecMemoryFault() throws Exception {
-        KvmHypervisor kvm = KvmUffdPagingTest.kvmOrSkip();
-        KvmUffdPagingTest.userfaultfdOrSkip();
-        long codeGpa = 0x500000, ram = 0x600000;
-        // The page at codeGpa comes from the source only: rbx = 0x51, then done 0.
+    /** The page at {@code codeGpa} holds the only code: rbx = 0x51, then done 0; every other page is zeros. */
+    static PageSource codePageSource(long codeGpa) {
         Assembler c = new Assembler(codeGpa);
         c.mov(EBX, 0x51).xor(EAX, EAX).out(BootProtocol.PORT_DONE, EAX);
         Label halt = c.here();
         c.hlt().jmp(halt);
         byte[] code = c.assemble();
-        PageSource source = new PageSource() {
+        return new PageSource() {
             @Override
             public void fill(long gpa, MemorySegment dst, long offset, long len) {
                 dst.asSlice(offset, len).fill((byte) 0);
@@ -127,23 +129,58 @@ class KvmExitDeliveryTest {
             }
 
             @Override
-            public String describe() { return "one code page"; }
+            public String describe() { return "one code page at 0x" + Long.toHexString(codeGpa); }
         };
+    }
+
+    /** Runs {@code vcpus} vCPUs that all jump at once into the code page at 0x500000, which only the source has. */
+    static RunReport jumpIntoMissingCode(KvmHypervisor kvm, int vcpus, FaultCore[] coreOut) {
+        long codeGpa = 0x500000, ram = 0x600000;
         Assembler a = new Assembler(BootProtocol.DEFAULT_LOAD_GPA);
         a.movabs(RAX, codeGpa).jmp(RAX);
         GuestImage img = GuestImage.of(a.assemble(), BootProtocol.DEFAULT_LOAD_GPA, BootProtocol.DEFAULT_LOAD_GPA);
-        FaultCore core = new FaultCore(source, BASE, ram - BASE, 1, Prefetch.NONE, false);
+        FaultCore core = new FaultCore(codePageSource(codeGpa), BASE, ram - BASE, vcpus, Prefetch.NONE, false);
+        coreOut[0] = core;
         UffdPager pager = new UffdPager(core, exitConfig(UffdPager.Mode.MISSING));
-        MachineSpec spec = MachineSpec.of(ram, 1, img).withMemoryPreparer(pager).withMainSlot(0, pager.faultHandler()).withExitLogLimit(50);
-        try (kvm; Machine m = new Machine(kvm, spec)) {
-            RunReport report = m.run();
+        MachineSpec spec = MachineSpec.of(ram, vcpus, img).withMemoryPreparer(pager).withMainSlot(0, pager.faultHandler()).withExitLogLimit(50);
+        try (Machine m = new Machine(kvm, spec)) {
+            return m.run();
+        }
+    }
+
+    @Test
+    void shouldServeAnInstructionFetchFromAMissingPageAsAnExecMemoryFault() throws Exception {
+        KvmUffdPagingTest.userfaultfdOrSkip();
+        try (KvmHypervisor kvm = KvmUffdPagingTest.kvmOrSkip()) {
+            FaultCore[] core = new FaultCore[1];
+            RunReport report = jumpIntoMissingCode(kvm, 1, core);
             VcpuResult v = report.vcpus().get(0);
             assertTrue(report.clean(), () -> report.vcpus().toString());
             assertEquals(0x51, v.regs().gpr[Regs.RBX]);
             assertTrue(v.exits().entries().stream().anyMatch(e -> e.exit().reason().equals("memory_fault")
                             && "0x4".equals(e.exit().fields().get("flags")) && "0x500000".equals(e.exit().fields().get("gpa"))),
                     () -> "an EXEC (0x4) memory fault at 0x500000 among " + v.exits().entries());
-            assertEquals(1, faultsOnLane(core, "vcpu-0"), "the code page, served by the vCPU");
+            assertEquals(1, faultsOnLane(core[0], "vcpu-0"), "the code page, served by the vCPU");
+        }
+    }
+
+    /**
+     * Four vCPUs fetch from the same missing code page at once, twenty times: a vCPU whose fetch failed
+     * while another vCPU was installing the page finds it readable when it looks, and must run the
+     * instruction rather than report an emulation failure.
+     */
+    @Test
+    void shouldRunEveryVcpuWhenSeveralFetchFromOneMissingCodePageAtOnce() throws Exception {
+        KvmUffdPagingTest.userfaultfdOrSkip();
+        try (KvmHypervisor kvm = KvmUffdPagingTest.kvmOrSkip()) {
+            for (int run = 0; run < 20; run++) {
+                FaultCore[] core = new FaultCore[1];
+                RunReport report = jumpIntoMissingCode(kvm, 4, core);
+                int attempt = run;
+                assertTrue(report.clean(), () -> "run " + attempt + ": " + report.vcpus());
+                for (VcpuResult v : report.vcpus()) assertEquals(0x51, v.regs().gpr[Regs.RBX], "vCPU " + v.index());
+                assertEquals(1, new PagingStats(core[0]).pagesInstalled(), "the code page, installed once");
+            }
         }
     }
 

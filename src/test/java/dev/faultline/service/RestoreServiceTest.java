@@ -54,7 +54,7 @@ class RestoreServiceTest {
     }
 
     static String request(Path dir, String mode) {
-        return ServiceRequest.restoreLine(dir, Restore.Mode.named(mode), null, null, "readahead", 1, 60);
+        return ServiceRequest.restoreLine(dir, Restore.Mode.named(mode), null, null, "readahead", 1, null, 60);
     }
 
     @Test

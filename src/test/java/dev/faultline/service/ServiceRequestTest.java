@@ -18,7 +18,7 @@ class ServiceRequestTest {
     @Test
     void shouldReadEveryFieldOfARestoreRequest() {
         ServiceRequest r = ServiceRequest.parse("{\"op\":\"restore\",\"dir\":\"/s/a\",\"mode\":\"lazy\",\"backend\":\"ref\",\"verify\":\"upfront\","
-                + "\"prefetch\":\"none\",\"handlers\":3,\"timeout_s\":7}", "kvm");
+                + "\"prefetch\":\"none\",\"handlers\":3,\"delivery\":\"uffd\",\"timeout_s\":7}", "kvm");
         assertEquals(ServiceRequest.Op.RESTORE, r.op());
         assertEquals(Path.of("/s/a"), r.dir());
         Restore.Options o = r.options();
@@ -27,6 +27,7 @@ class ServiceRequestTest {
         assertEquals(Restore.Verify.UPFRONT, o.verify());
         assertEquals(Prefetch.NONE, o.prefetch());
         assertEquals(3, o.handlers());
+        assertEquals(Restore.Delivery.UFFD, o.delivery());
         assertEquals(Duration.ofSeconds(7), o.timeout());
     }
 
@@ -39,20 +40,22 @@ class ServiceRequestTest {
         assertEquals(Restore.Verify.UPFRONT, o.verify());
         assertEquals(Prefetch.DEFAULT_READAHEAD, o.prefetch());
         assertEquals(1, o.handlers());
+        assertNull(o.delivery(), "the backend's own");
         assertEquals(Duration.ofSeconds(300), o.timeout());
         assertEquals(Restore.Verify.ON_FIRST_TOUCH, ServiceRequest.parse("{\"dir\":\"/s\",\"mode\":\"lazy\"}", "ref").options().verify());
     }
 
     @Test
     void shouldReadWhatTheClientWrites() {
-        String line = ServiceRequest.restoreLine(Path.of("/s/b"), Restore.Mode.LAZY, null, Restore.Verify.UPFRONT, "none", 2, 9);
+        String line = ServiceRequest.restoreLine(Path.of("/s/b"), Restore.Mode.LAZY, null, Restore.Verify.UPFRONT, "none", 1, "exit", 9);
         assertTrue(!line.contains("\n"), line);
         ServiceRequest r = ServiceRequest.parse(line, "ref");
         assertEquals(Path.of("/s/b"), r.dir());
         assertEquals("ref", r.options().backend());
         assertEquals(Restore.Verify.UPFRONT, r.options().verify());
         assertEquals(Prefetch.NONE, r.prefetch());
-        assertEquals(2, r.options().handlers());
+        assertEquals(1, r.options().handlers());
+        assertEquals(Restore.Delivery.EXIT, r.options().delivery());
         assertEquals(Duration.ofSeconds(9), r.options().timeout());
     }
 
@@ -82,6 +85,9 @@ class ServiceRequestTest {
             "{\"dir\":\"/s\",\"mode\":\"lazy\",\"verify\":\"always\"} | field verify is upfront or on-touch, not 'always'",
             "{\"dir\":\"/s\",\"mode\":\"lazy\",\"prefetch\":\"replay\"} | field prefetch is none or readahead, not 'replay'",
             "{\"dir\":\"/s\",\"mode\":\"eager\",\"verify\":\"on-touch\"} | verify on-touch is for lazy restores",
+            "{\"dir\":\"/s\",\"mode\":\"lazy\",\"delivery\":\"poll\"} | field delivery is uffd or exit, not 'poll'",
+            "{\"dir\":\"/s\",\"mode\":\"eager\",\"delivery\":\"exit\"} | delivery is for lazy restores",
+            "{\"dir\":\"/s\",\"mode\":\"lazy\",\"delivery\":\"exit\",\"handlers\":2} | handlers 2 with delivery exit",
             "{\"op\":\"halt\"} | op is restore, status or stop, not 'halt'",
             "{\"op\":\"stop\",\"dir\":\"/s\"} | a stop request has no other fields",
             "{\"dir\":\"/s\",\"mode\":\"lazy\"} {} | more after the request's object (an object)"})

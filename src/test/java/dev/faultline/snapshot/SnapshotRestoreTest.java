@@ -27,6 +27,7 @@ import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.MachineSpec;
 import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.VcpuOutcome;
+import dev.faultline.vmm.VcpuResult;
 import java.io.RandomAccessFile;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -111,8 +112,12 @@ class SnapshotRestoreTest {
     @ParameterizedTest(name = "taken on {0}, restored {2} on {1}, {3} vCPU(s)")
     @CsvSource({"ref, ref, eager, 1", "ref, ref, eager, 2", "kvm, kvm, lazy, 1", "kvm, kvm, lazy, 2", "kvm, kvm, eager, 2",
             "kvm, ref, eager, 1", "kvm, ref, eager, 2", "ref, kvm, lazy, 1", "ref, kvm, lazy, 2", "ref, kvm, eager, 1",
-            "ref, ref, lazy, 1", "ref, ref, lazy, 2", "kvm, ref, lazy, 1", "kvm, ref, lazy, 2"})
-    void shouldEndARestoredGuestWithTheRamOfAnUninterruptedRun(String from, String to, String mode, int vcpus, @TempDir Path dir) {
+            "ref, ref, lazy, 1", "ref, ref, lazy, 2", "kvm, ref, lazy, 1", "kvm, ref, lazy, 2",
+            "kvm, kvm, lazy-exit, 1", "kvm, kvm, lazy-exit, 2", "ref, kvm, lazy-exit, 2"})
+    void shouldEndARestoredGuestWithTheRamOfAnUninterruptedRun(String from, String to, String how, int vcpus, @TempDir Path dir) {
+        // lazy-exit: lazy, each vCPU serving its own memory-fault exits (on kvm through a user-mode-only userfaultfd)
+        String mode = how.startsWith("lazy") ? "lazy" : how;
+        Restore.Delivery delivery = how.equals("lazy-exit") ? Restore.Delivery.EXIT : null;
         require(from, "eager");
         require(to, mode);
         Workload w = workload(vcpus, from);
@@ -121,7 +126,7 @@ class SnapshotRestoreTest {
         assertEquals(expected, d.originalRun().ramSha256(), "the snapshotted guest, let run on, ends as an uninterrupted one");
         assertTrue(d.guestExits().get(0) == 3, "paused right after exit 3 of vCPU 0");
 
-        Restore.Result r = Restore.run(dir, Restore.Options.of(to, mode.equals("lazy") ? Restore.Mode.LAZY : Restore.Mode.EAGER));
+        Restore.Result r = Restore.run(dir, Restore.Options.of(to, mode.equals("lazy") ? Restore.Mode.LAZY : Restore.Mode.EAGER).withDelivery(delivery));
         assertTrue(r.report().clean(), r.report().vcpus().toString());
         assertEquals(expected, r.report().ramSha256());
         assertTrue(r.ok(), r.comparison().verdict());
@@ -134,7 +139,8 @@ class SnapshotRestoreTest {
         assertTrue(r.timings().firstEntry() > 0 && r.timings().firstEntry() <= r.timings().ended());
         if (mode.equals("lazy")) {
             assertTrue(r.paging().faults() > 0, "pages were served on demand");
-            if (to.equals("ref")) {
+            assertEquals(to.equals("ref") || delivery == Restore.Delivery.EXIT ? Restore.Delivery.EXIT : Restore.Delivery.UFFD, r.delivery());
+            if (r.delivery() == Restore.Delivery.EXIT) {
                 // exit delivery: every fault the core served was a memory-fault exit of a vCPU, served on its own thread
                 long exits = r.report().exitCounts().getOrDefault("memory_fault", 0L);
                 assertTrue(exits >= r.paging().faults(), "exits " + exits + ", faults served " + r.paging().faults());
@@ -462,6 +468,27 @@ class SnapshotRestoreTest {
                         .mismatch(MemorySegment.ofArray(new byte[SnapshotFormat.CHUNK_BYTES])), "nothing of the bad chunk reached RAM");
             }
         }
+    }
+
+    /**
+     * The same under exit delivery on kvm: the vCPU whose fault needs the corrupted chunk stops with
+     * the chunk named (its own thread served the fault), and no page of that chunk reaches RAM.
+     */
+    @Test
+    void shouldStopTheVcpuThatNeedsAChunkFailingItsChecksumUnderExitDelivery(@TempDir Path dir) throws Exception {
+        requireKvm();
+        requireUserfaultfd();
+        Workload w = workload(1, "kvm");
+        take("kvm", w, 1, dir, true);
+        int bad = (int) (w.layout().sliceStart(0) / SnapshotFormat.CHUNK_BYTES);
+        flip(dir.resolve(SnapshotFormat.MEMORY_FILE), chunks(dir).get(bad).offset() + 8);
+        Restore.Result r = Restore.run(dir, Restore.Options.of("kvm", Restore.Mode.LAZY).withPrefetch(Prefetch.NONE).withDelivery(Restore.Delivery.EXIT));
+        assertFalse(r.ok());
+        assertNotNull(r.failure());
+        assertTrue(r.failure().contains("chunk " + bad + " ") && r.failure().contains("corrupted"), r.failure());
+        VcpuResult v = r.report().vcpus().get(0);
+        assertEquals(VcpuOutcome.UNRESOLVED_MEMORY_FAULT, v.outcome(), v.toString());
+        assertTrue(v.detail().contains("chunk " + bad + " "), "the vCPU's own stop reason names the chunk: " + v.detail());
     }
 
     /** The chunk table of an intact snapshot in {@code dir}. */
