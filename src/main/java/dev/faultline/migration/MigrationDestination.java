@@ -55,8 +55,6 @@ public final class MigrationDestination {
      * @param backend        kvm, ref or auto
      * @param timeoutMillis  how long the peer may stay silent while this side waits for a message
      * @param guestTimeout   how long the migrated guest may run
-     */
-    /**
      * @param priorities raise the CPU priority of the userfaultfd handlers ({@link ThreadPriority#FAULT_PATH})
      *                   and of the thread that installs pushed pages ({@link ThreadPriority#TRANSFER}); false
      *                   leaves every thread at the default

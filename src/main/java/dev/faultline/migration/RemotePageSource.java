@@ -31,7 +31,6 @@ public final class RemotePageSource implements PageSource {
     private final ThreadLocal<Integer> laneOfThread = new ThreadLocal<>();
     private int lanesTaken;
 
-    /** Where accepted pages are recorded (their CRC32C for the transfer digest). */
     /** What a lane waits for, worded only if the wait fails (no string is built per fault). */
     private static final class ReplyWait {
         long id, gpa;
@@ -43,6 +42,7 @@ public final class RemotePageSource implements PageSource {
         }
     }
 
+    /** Where accepted pages are recorded (their CRC32C for the transfer digest). */
     public interface PageLog {
         /**
          * @param payload a buffer holding the page at absolute {@code offset} (null for a zero page), valid

@@ -132,7 +132,8 @@ public final class RestoreService implements AutoCloseable {
         if (parent != null && !Files.isDirectory(parent)) throw new IllegalArgumentException("the socket's directory " + parent + " does not exist");
         if (!Files.exists(socket, LinkOption.NOFOLLOW_LINKS)) return;
         if (!isSocket(socket)) throw new IllegalArgumentException(socket + " exists and is not a socket; name a new path for the service's socket");
-        try (SocketChannel c = SocketChannel.open(UnixDomainSocketAddress.of(socket))) {
+        try {
+            SocketChannel.open(UnixDomainSocketAddress.of(socket)).close();
             throw new IllegalArgumentException("a service already listens on " + socket);
         } catch (IOException stale) {
             try {

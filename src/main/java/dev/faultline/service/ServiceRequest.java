@@ -38,6 +38,8 @@ public record ServiceRequest(Op op, Path dir, Restore.Options options, Prefetch 
 
     /** A request that cannot be served as written; the message names the field at fault. */
     public static final class BadRequestException extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
         BadRequestException(String message) { super(message); }
     }
 

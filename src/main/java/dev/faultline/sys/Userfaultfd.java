@@ -35,9 +35,9 @@ public final class Userfaultfd implements AutoCloseable {
     public static final long UFFDIO_ZEROPAGE = Ioc.iowr(UFFDIO, 0x04, UffdioZeropageLayout.SIZE);
     public static final long UFFDIO_WRITEPROTECT = Ioc.iowr(UFFDIO, 0x06, 24);
     public static final long UFFDIO_CONTINUE = Ioc.iowr(UFFDIO, 0x07, UffdioContinueLayout.SIZE);
-    /** On /dev/userfaultfd: creates a userfaultfd; the argument is the userfaultfd(2) flags. */
     /** struct uffdio_poison is laid out as struct uffdio_zeropage: range, mode, updated (32 bytes). */
     public static final long UFFDIO_POISON = Ioc.iowr(UFFDIO, 0x08, UffdioZeropageLayout.SIZE);
+    /** On /dev/userfaultfd: creates a userfaultfd; the argument is the userfaultfd(2) flags. */
     public static final long USERFAULTFD_IOC_NEW = Ioc.io(UFFDIO, 0x00);
 
     /** UFFD_FEATURE_* bits, in bit order; {@link #FEATURE_NAMES} names them. */

@@ -173,7 +173,7 @@ class SnapshotCommandTest {
         Path snap = tmp.resolve("s"), sock = tmp.resolve("rs.sock");
         assertEquals(0, run("snapshot", "--workload", "phases", "--mem", "8M", "--rounds", "5", "--backend", "ref", "--at-exit", "3",
                 "--out", snap.toString()).code());
-        try (RestoreService s = RestoreService.start(new RestoreService.Config(sock, "ref", 0, 0, line -> { }))) {
+        try (RestoreService _ = RestoreService.start(new RestoreService.Config(sock, "ref", 0, 0, line -> { }))) {
             CliCapture.Outcome j = run("restore", snap.toString(), "--lazy", "--server", sock.toString(), "--repeat", "2", "--json");
             assertEquals(0, j.code(), j.err());
             JsonNode t = j.json();

@@ -192,12 +192,13 @@ public class KvmExitDeliveryTest {
         GuestRam ram = GuestRam.allocate(BASE + pages * PAGE, GuestRam.Backing.ANONYMOUS);
         FaultCore core = new FaultCore(source, BASE, pages * PAGE, 1, Prefetch.NONE, false);
         UffdPager pager = new UffdPager(core, exitConfig(UffdPager.Mode.MISSING));
-        try (ram; MemoryPreparer.Session s = pager.prepare(new MemoryPreparer.Context(null, ram, 1, r -> { throw new AssertionError(r); }))) {
-            for (long p = 0; p < pages; p += 3) {
-                long gpa = BASE + p * PAGE;
-                assertEquals(StampSource.word(gpa, 16, 1), Libc.loadLongInNative(ram.memory().address() + gpa + 16), "word of 0x" + Long.toHexString(gpa));
+        try (ram) {
+            try (MemoryPreparer.Session _ = pager.prepare(new MemoryPreparer.Context(null, ram, 1, r -> { throw new AssertionError(r); }))) {
+                for (long p = 0; p < pages; p += 3) {
+                    long gpa = BASE + p * PAGE;
+                    assertEquals(StampSource.word(gpa, 16, 1), Libc.loadLongInNative(ram.memory().address() + gpa + 16), "word of 0x" + Long.toHexString(gpa));
+                }
             }
-            s.close();
             assertEquals((pages + 2) / 3, faultsOnLane(core, "uffd-0"), "a user-mode fault still reaches the handler thread");
             assertEquals(0, faultsOnLane(core, "vcpu-0"));
         }

@@ -93,7 +93,7 @@ class RestoreServiceTest {
         try (RandomAccessFile f = new RandomAccessFile(tmp.resolve("bad").resolve(SnapshotFormat.MEMORY_FILE).toFile(), "rw")) {
             f.setLength(f.length() - 4096);
         }
-        try (RestoreService s = start(tmp.resolve("rs.sock"), "ref", 0, 0, new ArrayList<>());
+        try (RestoreService _ = start(tmp.resolve("rs.sock"), "ref", 0, 0, new ArrayList<>());
              RestoreClient c = RestoreClient.connect(tmp.resolve("rs.sock"))) {
             Map<String, Object> refused = c.send(request(tmp.resolve("bad"), "lazy"));
             assertEquals(false, refused.get("ok"));
@@ -134,7 +134,7 @@ class RestoreServiceTest {
                 () -> start(tmp.resolve("s".repeat(120) + ".sock"), "ref", 5, 0, new ArrayList<>()));
         assertTrue(tooLong.getMessage().contains("holds at most 107"), tooLong.getMessage());
 
-        try (RestoreService s = start(sock, "ref", 0, 0, new ArrayList<>())) {
+        try (RestoreService _ = start(sock, "ref", 0, 0, new ArrayList<>())) {
             IllegalArgumentException twice = assertThrows(IllegalArgumentException.class, () -> start(sock, "ref", 0, 0, new ArrayList<>()));
             assertTrue(twice.getMessage().contains("already listens"), twice.getMessage());
         }
@@ -143,7 +143,7 @@ class RestoreServiceTest {
             stale.bind(java.net.UnixDomainSocketAddress.of(sock));
         }
         assertTrue(Files.exists(sock));
-        try (RestoreService s = start(sock, "ref", 0, 0, new ArrayList<>()); RestoreClient c = RestoreClient.connect(sock)) {
+        try (RestoreService _ = start(sock, "ref", 0, 0, new ArrayList<>()); RestoreClient c = RestoreClient.connect(sock)) {
             assertEquals(true, c.send("{\"op\":\"status\"}").get("ok"));
         }
         IllegalArgumentException gone = assertThrows(IllegalArgumentException.class, () -> RestoreClient.connect(sock));
@@ -193,7 +193,7 @@ class RestoreServiceTest {
             assumeTrue(false, "skipped: userfaultfd is not usable: " + e.getMessage());
         }
         take("kvm", tmp.resolve("snap"));
-        try (RestoreService s = start(tmp.resolve("rs.sock"), "kvm", 2, 0, new ArrayList<>()); RestoreClient c = RestoreClient.connect(tmp.resolve("rs.sock"))) {
+        try (RestoreService _ = start(tmp.resolve("rs.sock"), "kvm", 2, 0, new ArrayList<>()); RestoreClient c = RestoreClient.connect(tmp.resolve("rs.sock"))) {
             assertEquals(true, c.send(request(tmp.resolve("snap"), "lazy")).get("ok"));
             long fds = openDescriptors(), threads = liveThreads();
             for (int i = 0; i < 6; i++) {

@@ -137,7 +137,7 @@ class SnapshotFormatTest {
             var theirs = mapper.readTree(b);
             assertEquals(theirs, ours, doc);
             assertEquals(theirs.getClass(), ours.getClass(), doc);
-            if (theirs.isObject()) theirs.fields().forEachRemaining(e -> assertEquals(e.getValue().getClass(), ours.get(e.getKey()).getClass(), e.getKey()));
+            if (theirs.isObject()) theirs.properties().forEach(e -> assertEquals(e.getValue().getClass(), ours.get(e.getKey()).getClass(), e.getKey()));
         }
         assertEquals(null, DescriptionJson.readTree(new byte[0]));
         for (String bad : new String[] {"{\"a\":1} {", "{\"a\":", "[1,2", "{\"a\" 1}", "nul"}) {
