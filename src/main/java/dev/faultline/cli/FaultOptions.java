@@ -8,8 +8,9 @@ import picocli.CommandLine.Option;
 /** The memory-fault options of {@code run} (docs/memory-faults.md). */
 final class FaultOptions {
     @Option(names = "--exit-on-missing",
-            description = "Every page of RAM from 1 MiB up starts missing under the EXIT_ON_MISSING memslot flag; the VMM installs "
-                    + "each page on its memory-fault exit (the image's pages from their clean copy, others as zero pages). ref only.")
+            description = "Every page of RAM from 1 MiB up starts missing; the VMM installs each page on its memory-fault exit (the "
+                    + "image's pages from their clean copy, others as zero pages). ref: the EXIT_ON_MISSING memslot flag; kvm: a "
+                    + "userfaultfd that fails KVM's own faults (exit delivery; not with --poison there).")
     boolean exitOnMissing;
 
     @Option(names = "--poison", paramLabel = "GPA[,GPA...]", split = ",", converter = Units.AddressConverter.class,

@@ -161,4 +161,35 @@ class CliTest {
         assertEquals("0x4 0x200000", f.get("flags").asText() + " " + f.get("gpa").asText(), "the first instruction fetch from the page");
         assertEquals("replaced the poisoned page from its clean copy", f.get("resolution").asText());
     }
+
+    /**
+     * Exit on missing on both backends (kvm through exit delivery): every page of the workload's
+     * slices comes through a memory-fault exit of the vCPU that touches it, resolved with a zero page,
+     * and RAM ends equal.
+     */
+    @Test
+    void shouldServeEveryMissingPageThroughTheVcpusOwnExitsAlikeOnKvmAndRef() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isWritable(Path.of("/dev/kvm")), "skipped: needs /dev/kvm");
+        String sha = null;
+        for (String backend : new String[] {"ref", "kvm"}) {
+            CliCapture.Outcome o = cli("run", "--workload", "seq-write", "--mem", "8M", "--vcpus", "2", "--backend", backend, "--exit-on-missing", "--json");
+            assertEquals(0, o.code(), backend + ": " + o.err());
+            long writes = 0;
+            for (JsonNode v : o.json().get("vcpus")) {
+                for (JsonNode f : v.get("memory_faults")) {
+                    if (f.get("flags").asText().equals("0x2")) {
+                        writes++;
+                        assertEquals("installed a zero page", f.get("resolution").asText(), backend + ": " + f);
+                    }
+                }
+            }
+            long slicePages = (8L << 20) / 4096 - 1024;   // RAM above the 4 MiB the layout keeps for image and tables
+            assertTrue(writes >= slicePages / 2, backend + ": " + writes + " write faults");
+            if (sha == null) sha = o.json().get("ram_sha256").asText();
+            else assertEquals(sha, o.json().get("ram_sha256").asText(), "RAM on kvm as on ref");
+        }
+        CliCapture.Outcome both = cli("run", "--workload", "seq-write", "--mem", "8M", "--backend", "kvm", "--exit-on-missing", "--poison", "0x500000");
+        assertEquals(2, both.code(), both.err());
+        assertTrue(both.err().contains("one of the two"), both.err());
+    }
 }

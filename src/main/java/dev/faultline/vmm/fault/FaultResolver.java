@@ -5,16 +5,19 @@ import dev.faultline.hv.Caps;
 import dev.faultline.hv.Hypervisor;
 import dev.faultline.hv.MemorySlot;
 import dev.faultline.hv.PrivateMemory;
-import dev.faultline.hv.UserfaultBitmap;
 import dev.faultline.hv.VcpuExit;
 import dev.faultline.hv.Vm;
+import dev.faultline.paging.DemandPager;
 import dev.faultline.paging.FaultCore;
+import dev.faultline.paging.PageStates;
 import dev.faultline.paging.Prefetch;
 import dev.faultline.paging.exit.ExitPager;
+import dev.faultline.paging.uffd.UffdPager;
 import dev.faultline.sys.Errno;
 import dev.faultline.vmm.MemoryFaultHandler;
 import dev.faultline.vmm.MemoryPreparer;
 import java.lang.foreign.MemorySegment;
+import java.util.List;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLongArray;
@@ -30,7 +33,10 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * <li>EFAULT with the PRIVATE flag differing from the page's attribute: implicit conversion
  *     (KVM_SET_MEMORY_ATTRIBUTES); a page made private has its shared side discarded.
  * <li>EFAULT at a missing page: installed exactly once through the paging core (its clean copy, or
- *     zeros where it held nothing), then marked present in the slot's userfault bitmap.
+ *     zeros where it held nothing). On ref the page is then marked present in the slot's userfault
+ *     bitmap (EXIT_ON_MISSING); on kvm the main slot's RAM is emptied and registered with a
+ *     userfaultfd that fails KVM's own faults, so each first touch comes back as a memory-fault exit,
+ *     and the page is installed with UFFDIO_COPY (exit delivery, {@link UffdPager.Delivery#VCPU_EXIT}).
  * <li>KVM_HC_MAP_GPA_RANGE: explicit conversion of the range, result 0 (or -KVM_EINVAL).
  * </ul>
  * Anything else stops the vCPU; {@link dev.faultline.vmm.Machine} reports the gpa, flags and errno.
@@ -55,8 +61,9 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
     private MemorySegment ram;
     private long ramSize;
     private CleanCopies copies;
-    private UserfaultBitmap missing;
-    private ExitPager installer;
+    /** Exit on missing: the pager that installs the main slot's pages (ExitPager on ref, UffdPager on kvm); else null. */
+    private DemandPager pager;
+    private Session pagerSession = () -> { };
     private AtomicLongArray privateBits;
     private VcpuExit.MemoryFault backgroundFault;
 
@@ -77,9 +84,9 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
      */
     public static String unsupportedReason(FaultPlan plan, Hypervisor hv) {
         if (hv.name().equals("ref")) return null;
-        if (plan.exitOnMissing()) {
-            return "--exit-on-missing needs the EXIT_ON_MISSING memslot flag, which upstream KVM never merged "
-                    + "(demand paging on kvm goes through userfaultfd); use --backend ref";
+        if (plan.exitOnMissing() && !plan.poison().isEmpty()) {
+            return "--exit-on-missing with --poison: on kvm both need a userfaultfd over the same RAM (exit delivery, and the poison "
+                    + "marker), and a page can be registered with one only; use --backend ref, or one of the two";
         }
         if (plan.hasPrivate() && (hv.checkExtension(Caps.VM_TYPES) & (1L << Caps.VM_TYPE_SW_PROTECTED)) == 0) {
             return String.format("--private needs a VM type with memory attributes; this kernel offers KVM_CAP_VM_TYPES = 0x%x "
@@ -121,13 +128,22 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
         }
         if (plan.exitOnMissing()) {
             // The VMM keeps what it loaded as clean copies and drops it from RAM: every page is missing.
-            for (long g = MAIN; g < ramSize; g += 4096) if (copies.hadData(g)) ram.asSlice(g, 4096).fill((byte) 0);
-            // The shared exit-on-missing pager (as lazy restore and post-copy on ref use it) over the
-            // clean copies; one extra lane for the async-PF worker.
-            installer = new ExitPager(new FaultCore(copies, MAIN, mainSize, vcpus + 1, Prefetch.NONE, false), 1);
-            main = installer.attach(main, c.ram().memory(), vcpus + 1);
-            missing = installer.bitmap();
-            reslot = true;
+            // The shared exit-on-missing pager (as lazy restore and post-copy use it) serves them from the
+            // clean copies; on ref one extra lane for the async-PF worker.
+            FaultCore core = new FaultCore(copies, MAIN, mainSize, vcpus + 1, Prefetch.NONE, false);
+            if (c.vm().hypervisor().name().equals("ref")) {
+                for (long g = MAIN; g < ramSize; g += 4096) if (copies.hadData(g)) ram.asSlice(g, 4096).fill((byte) 0);
+                ExitPager exits = new ExitPager(core, 1);
+                main = exits.attach(main, c.ram().memory(), vcpus + 1);
+                pager = exits;
+                reslot = true;
+            } else {
+                c.ram().memory().discard(MAIN, mainSize);
+                UffdPager exits = new UffdPager(core, new UffdPager.Config(UffdPager.Mode.MISSING, 1, 0, false, List.of(),
+                        UffdPager.Pinning.NONE).withDelivery(UffdPager.Delivery.VCPU_EXIT));
+                pagerSession = exits.prepare(c);
+                pager = exits;
+            }
         }
         if (reslot) {
             MemorySlot old = vm.slotAt(MAIN);
@@ -150,7 +166,17 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
             backgroundFault = new VcpuExit.MemoryFault();
             vm.enableAsyncPageFaults(this::resolveInBackground, false);
         }
-        return this::replaceLeftoverPoison;
+        Session paging = pagerSession;
+        return new Session() {
+            @Override public void vcpuThreadStarted(int index) { paging.vcpuThreadStarted(index); }
+            @Override public void vcpuThreadStopping(int index) { paging.vcpuThreadStopping(index); }
+
+            @Override
+            public void close() {
+                paging.close();   // kvm: unregistered, so RAM can be read and written from Java again
+                replaceLeftoverPoison();
+            }
+        };
     }
 
     /**
@@ -170,11 +196,8 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
     /** On the backend's async worker thread (one thread): installs like a fault of an extra "vCPU". */
     private boolean resolveInBackground(long gpaPage) {
         backgroundFault.fill(0, gpaPage, 4096, Errno.EFAULT, VcpuExit.MemoryFault.Origin.KERNEL);
-        return installer.resolve(vcpus, backgroundFault) == null;
+        return pager.faultHandler().resolve(vcpus, backgroundFault) == null;
     }
-
-    /** The userfault bitmap of the main slot (null without exit-on-missing). */
-    public UserfaultBitmap missing() { return missing; }
 
     public CleanCopies cleanCopies() { return copies; }
 
@@ -211,13 +234,14 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
         } else if (fault.isPrivate()) {
             return "a private access outside the VM's private-capable memory";
         }
-        if (missing != null && missing.covers(page)) {
-            if (!missing.isMissing(page)) {
+        if (pager != null && pager.core().contains(page)) {
+            byte before = pager.core().states().get(pager.core().pageOf(page));
+            if (before == PageStates.PRESENT) {
                 last[vcpuIndex] = ALREADY;
                 return null;
             }
-            String failure = installer.resolve(vcpuIndex, fault);
-            if (failure == null) last[vcpuIndex] = copies.hadData(page) ? INSTALLED_COPY : INSTALLED_ZERO;
+            String failure = pager.faultHandler().resolve(vcpuIndex, fault);   // FETCHING: waits until the other vCPU's install is done
+            if (failure == null) last[vcpuIndex] = before == PageStates.FETCHING ? ALREADY : copies.hadData(page) ? INSTALLED_COPY : INSTALLED_ZERO;
             return failure;
         }
         if (privateBits != null && inMain(page)) {

@@ -49,6 +49,21 @@ class ScenariosTest {
         }
     }
 
+    /**
+     * Exit on missing on kvm is exit delivery (a userfaultfd that fails KVM's own faults): every check
+     * holds as on ref, with the locked increment's exit being the emulator's read. On this host's KVM;
+     * a KVM that answers such an access with a bare EFAULT instead would fail it, and that is a finding.
+     */
+    @org.junit.jupiter.api.Test
+    void shouldHoldTheExitOnMissingScenarioOnKvmThroughExitDelivery() {
+        try (KvmHypervisor hv = kvmOrSkip()) {
+            dev.faultline.paging.KvmExitDeliveryTest.kvmWithUserfaultfdOrSkip().close();
+            ScenarioResult r = Scenarios.byName("exit-on-missing").run().apply(hv);
+            assertEquals("held", r.verdict(), () -> String.join("\n", r.lines()));
+            assertTrue(r.checks().size() >= 6, "every check ran: " + r.lines());
+        }
+    }
+
     private static KvmHypervisor kvmOrSkip() {
         try {
             return KvmHypervisor.open();
