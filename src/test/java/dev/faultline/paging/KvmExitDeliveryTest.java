@@ -1,6 +1,5 @@
 package dev.faultline.paging;
 
-import static dev.faultline.guest.asm.Mem.m64;
 import static dev.faultline.guest.asm.Reg.*;
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -8,9 +7,6 @@ import dev.faultline.guest.BootProtocol;
 import dev.faultline.guest.GuestImage;
 import dev.faultline.guest.asm.Assembler;
 import dev.faultline.guest.asm.Label;
-import dev.faultline.guest.workload.Workload;
-import dev.faultline.guest.workload.WorkloadParams;
-import dev.faultline.guest.workload.Workloads;
 import dev.faultline.hv.Regs;
 import dev.faultline.kvm.KvmHypervisor;
 import dev.faultline.paging.uffd.UffdPager;
@@ -22,7 +18,6 @@ import dev.faultline.vmm.MemoryPreparer;
 import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.VcpuResult;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
@@ -88,30 +83,9 @@ public class KvmExitDeliveryTest {
 
     @Test
     void shouldRunTheSeqWriteWorkloadWithEveryPageFromTheSourceOnMinorModeMemfdRamWithReadahead() throws Exception {
-        KvmHypervisor kvm = KvmUffdPagingTest.kvmOrSkip();
-        KvmUffdPagingTest.userfaultfdOrSkip();
-        int vcpus = 2;
-        long ram = 0x400000 + vcpus * (8L << 20);
-        Workload w = Workloads.build("seq-write", WorkloadParams.of(ram, vcpus));
-        StampSource source = new StampSource(BASE, (ram - BASE) / PAGE);
-        FaultCore core = new FaultCore(source, BASE, ram - BASE, vcpus, new Prefetch.Readahead(16, 256, 0), false);
-        UffdPager pager = new UffdPager(core, exitConfig(UffdPager.Mode.MINOR));
-        MachineSpec spec = MachineSpec.of(ram, vcpus, w.image()).withBacking(GuestRam.Backing.MEMFD).withMemoryPreparer(pager)
-                .withMainSlot(0, pager.faultHandler());
-        try (kvm; Machine m = new Machine(kvm, spec)) {
-            RunReport report = m.run();
-            assertTrue(report.clean(), () -> report.vcpus().toString());
-            w.verify(m.ram().segment());
-            for (int v = 0; v < vcpus; v++) {
-                for (long gpa = w.layout().sliceStart(v); gpa < w.layout().sliceEnd(v); gpa += PAGE) {
-                    assertEquals(StampSource.word(gpa, 8, 1), m.ram().segment().get(ValueLayout.JAVA_LONG, gpa + 8), "page 0x" + Long.toHexString(gpa));
-                }
-                assertTrue(memoryFaultExits(report.vcpus().get(v)) > 0, "vCPU " + v + " served its own faults");
-            }
-            PagingStats stats = new PagingStats(core);
-            assertTrue(stats.faults() < w.touchesPerVcpu() * vcpus / 8, "readahead windows: " + stats.faults() + " faults");
-            for (int p = 0; p < source.fills.length(); p++) assertTrue(source.fills.get(p) <= 1, "page " + p + " fetched once");
-        }
+        KvmHypervisor kvm = kvmWithUserfaultfdOrSkip();
+        RunReport report = KvmUffdPagingTest.seqWriteFromSourceOnMemfd(kvm, new Prefetch.Readahead(16, 256, 0), w -> exitConfig(UffdPager.Mode.MINOR));
+        for (VcpuResult v : report.vcpus()) assertTrue(memoryFaultExits(v) > 0, "vCPU " + v.index() + " served its own faults");
     }
 
     /** The page at {@code codeGpa} holds the only code: rbx = 0x51, then done 0; every other page is zeros. */

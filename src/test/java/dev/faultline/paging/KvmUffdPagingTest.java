@@ -83,16 +83,25 @@ class KvmUffdPagingTest {
     void shouldRunTheSeqWriteWorkloadOnMinorModeMemfdRamWithReadahead() throws Exception {
         KvmHypervisor kvm = kvmOrSkip();
         userfaultfdOrSkip();
+        seqWriteFromSourceOnMemfd(kvm, Prefetch.DEFAULT_READAHEAD, w -> new UffdPager.Config(UffdPager.Mode.MINOR, 2, 0, false,
+                List.of(w.layout().sliceStart(1)), UffdPager.Pinning.PAIRED));
+    }
+
+    /**
+     * Runs seq-write on 2 vCPUs over memfd RAM demand-paged from a {@link StampSource} by a pager
+     * configured with {@code config} (closing {@code kvm}), and checks the end: the workload verified,
+     * every page of every slice the source's beyond the stamp, each page fetched at most once, and
+     * readahead leaving few faults. Returns the run's report.
+     */
+    static RunReport seqWriteFromSourceOnMemfd(KvmHypervisor kvm, Prefetch prefetch, java.util.function.Function<Workload, UffdPager.Config> config) {
         int vcpus = 2;
         long ram = 0x400000 + vcpus * (8L << 20);
         Workload w = Workloads.build("seq-write", WorkloadParams.of(ram, vcpus));
         StampSource source = new StampSource(BASE, (ram - BASE) / PAGE);
-        FaultCore core = new FaultCore(source, BASE, ram - BASE, vcpus, Prefetch.DEFAULT_READAHEAD, false);
-        UffdPager pager = new UffdPager(core, new UffdPager.Config(UffdPager.Mode.MINOR, vcpus, 0, false,
-                List.of(w.layout().sliceStart(1)), UffdPager.Pinning.PAIRED));
-        GuestImage img = w.image();
-        MachineSpec spec = MachineSpec.of(ram, vcpus, img).withBacking(GuestRam.Backing.MEMFD)
-                .withMemoryPreparer(pager);
+        FaultCore core = new FaultCore(source, BASE, ram - BASE, vcpus, prefetch, false);
+        UffdPager pager = new UffdPager(core, config.apply(w));
+        MachineSpec spec = MachineSpec.of(ram, vcpus, w.image()).withBacking(GuestRam.Backing.MEMFD).withMemoryPreparer(pager)
+                .withMainSlot(0, pager.faultHandler());
         try (kvm; Machine m = new Machine(kvm, spec)) {
             RunReport report = m.run();
             assertTrue(report.clean(), () -> report.vcpus().toString());
@@ -105,6 +114,7 @@ class KvmUffdPagingTest {
             PagingStats stats = new PagingStats(core);
             assertTrue(stats.faults() < w.touchesPerVcpu() * vcpus / 8, "readahead: " + stats.faults() + " faults");
             for (int p = 0; p < source.fills.length(); p++) assertTrue(source.fills.get(p) <= 1, "page " + p + " fetched once");
+            return report;
         }
     }
 }
