@@ -184,6 +184,7 @@ final class BenchPagingCommand implements Callable<Integer> {
             file = generated;
         }
         try (Hypervisor hv = Backends.open(backend)) {
+            requireExitDelivery(hv);
             Map<String, Object> out = new LinkedHashMap<>();
             out.put("benchmark", "paging");
             out.put("backend", backend);
@@ -302,6 +303,13 @@ final class BenchPagingCommand implements Callable<Integer> {
 
     private boolean isRef() { return backend.equals("ref"); }
 
+    /** Refuses, in one line, exit delivery on a kvm host where it cannot work (ExitDeliveryProbe). */
+    private void requireExitDelivery(Hypervisor hv) {
+        if (isRef() || !delivery.equals("exit") && !compareDeliveries) return;
+        String why = dev.faultline.paging.uffd.ExitDeliveryProbe.unavailableReason(hv);
+        if (why != null) throw new UserError((compareDeliveries ? "--compare-deliveries" : "--delivery exit") + " on kvm: " + why);
+    }
+
     /** The exit delivery's counterpart in --compare-deliveries: userfaultfd's handler threads on kvm, ref's blocking delivery. */
     private String otherDelivery() { return isRef() ? "blocking" : "uffd"; }
 
@@ -332,6 +340,7 @@ final class BenchPagingCommand implements Callable<Integer> {
         Prefetch pf = prefetchPolicy();
         Path generated = null;
         try (Hypervisor hv = Backends.open(backend)) {
+            requireExitDelivery(hv);
             Map<String, Object> out = new LinkedHashMap<>();
             out.put("benchmark", "paging-deliveries");
             out.put("backend", backend);

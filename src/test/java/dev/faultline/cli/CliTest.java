@@ -87,6 +87,20 @@ class CliTest {
         assertFalse(kvm.get("available").asBoolean());
         assertTrue(kvm.get("reason").asText().length() > 5, kvm.toString());
         assertTrue(o.json().has("userfaultfd"));
+        JsonNode exits = o.json().get("exit_delivery");
+        assertFalse(exits.get("works").asBoolean());
+        assertTrue(exits.get("detail").asText().startsWith("needs kvm: "), exits.toString());
+    }
+
+    @Test
+    void shouldSayWhetherExitDeliveryWorksByRunningAGuest() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isWritable(Path.of("/dev/kvm")), "skipped: needs /dev/kvm");
+        CliCapture.Outcome o = cli("caps", "--json");
+        assertEquals(0, o.code(), o.err());
+        JsonNode exits = o.json().get("exit_delivery");
+        // On this project's machines (PVM) it works; elsewhere the probe must say why not, never fail.
+        assertTrue(exits.get("detail").asText().length() > 30, exits.toString());
+        if (exits.get("works").asBoolean()) assertTrue(exits.get("detail").asText().contains("memory-fault exit at its gpa"), exits.toString());
     }
 
     @Test

@@ -178,6 +178,17 @@ public class KvmExitDeliveryTest {
         }
     }
 
+    /** The probe runs its guest once per process and agrees with what the other tests here find. */
+    @Test
+    void shouldFindThatExitDeliveryWorksOnThisHostOnceAndKeepTheAnswer() throws Exception {
+        try (KvmHypervisor kvm = kvmWithUserfaultfdOrSkip()) {
+            dev.faultline.paging.uffd.ExitDeliveryProbe.Result r = dev.faultline.paging.uffd.ExitDeliveryProbe.on(kvm);
+            assertTrue(r.works(), r.detail());
+            assertSame(r, dev.faultline.paging.uffd.ExitDeliveryProbe.on(kvm), "kept");
+            assertNull(dev.faultline.paging.uffd.ExitDeliveryProbe.unavailableReason(kvm));
+        }
+    }
+
     @Test
     void shouldRefuseExitDeliveryWithMoreThanOneHandlerOrASpinningOne() {
         IllegalArgumentException two = assertThrows(IllegalArgumentException.class,

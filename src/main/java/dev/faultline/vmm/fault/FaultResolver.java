@@ -12,6 +12,7 @@ import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.PageStates;
 import dev.faultline.paging.Prefetch;
 import dev.faultline.paging.exit.ExitPager;
+import dev.faultline.paging.uffd.ExitDeliveryProbe;
 import dev.faultline.paging.uffd.UffdPager;
 import dev.faultline.sys.Errno;
 import dev.faultline.vmm.MemoryFaultHandler;
@@ -87,6 +88,10 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
         if (plan.exitOnMissing() && !plan.poison().isEmpty()) {
             return "--exit-on-missing with --poison: on kvm both need a userfaultfd over the same RAM (exit delivery, and the poison "
                     + "marker), and a page can be registered with one only; use --backend ref, or one of the two";
+        }
+        if (plan.exitOnMissing()) {
+            String why = ExitDeliveryProbe.unavailableReason(hv);
+            if (why != null) return "--exit-on-missing on kvm goes through exit delivery, and " + why + "; use --backend ref";
         }
         if (plan.hasPrivate() && (hv.checkExtension(Caps.VM_TYPES) & (1L << Caps.VM_TYPE_SW_PROTECTED)) == 0) {
             return String.format("--private needs a VM type with memory attributes; this kernel offers KVM_CAP_VM_TYPES = 0x%x "
