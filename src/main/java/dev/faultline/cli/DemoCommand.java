@@ -56,15 +56,25 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--backend", paramLabel = "NAME", defaultValue = "auto", description = "kvm, ref or auto. Default: ${DEFAULT-VALUE}.")
     String backend;
 
+    @Option(names = "--delivery", paramLabel = "KIND", defaultValue = "uffd",
+            description = "kvm: how the destination serves a fault of the migrated guest: uffd (a userfaultfd handler thread fetches "
+                    + "the page while the vCPU sleeps) or exit (the vCPU fetches it itself after a memory-fault exit). ref always "
+                    + "serves faults on the vCPU. Default: ${DEFAULT-VALUE}.")
+    String delivery;
+
     @Mixin
     PriorityOptions priorities;
 
     @Override
     public Integer call() throws IOException, InterruptedException {
         Backends.Choice choice = backend.equals("auto") ? Backends.best() : new Backends.Choice(backend, "asked for with --backend");
+        if (!delivery.equals("uffd") && !delivery.equals("exit")) throw new UserError("--delivery is uffd or exit, not '" + delivery + "'");
+        if (delivery.equals("exit") && choice.name().equals("ref")) {
+            throw new UserError("--delivery exit is for kvm; the backend here is ref (" + choice.why() + "), which serves every fault on the vCPU already");
+        }
         Progress progress = new Progress(json);
         progress.phase("faultline demo: backend " + choice.name() + ": " + choice.why());
-        Process child = startDestination(choice.name(), priorities.raise());
+        Process child = startDestination(choice.name(), priorities.raise(), delivery);
         try {
             BufferedReader err = new BufferedReader(new InputStreamReader(child.getErrorStream(), StandardCharsets.UTF_8));
             int port = -1;
@@ -139,11 +149,12 @@ final class DemoCommand implements Callable<Integer> {
     }
 
     /** The destination: this same program, as a child process, on a free loopback port. */
-    private static Process startDestination(String backend, boolean priorities) throws IOException {
+    private static Process startDestination(String backend, boolean priorities, String delivery) throws IOException {
         String java = ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         List<String> cmd = new ArrayList<>(List.of(java, "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                 "dev.faultline.cli.Main", "migrate", "listen", "--port", "0", "--bind", "127.0.0.1", "--backend", backend, "--guest-timeout", "120"));
         if (!priorities) cmd.add("--no-priorities");
+        if (backend.equals("kvm")) cmd.addAll(List.of("--delivery", delivery));
         ProcessBuilder pb = new ProcessBuilder(cmd);
         return pb.start();
     }

@@ -37,6 +37,12 @@ final class MigrateListenCommand implements Callable<Integer> {
     @Mixin
     PriorityOptions priorities;
 
+    @Option(names = "--delivery", paramLabel = "KIND", defaultValue = "uffd",
+            description = "kvm: how a fault of the migrated guest is served: uffd (a userfaultfd handler thread fetches the page while "
+                    + "the vCPU sleeps) or exit (the vCPU fetches it itself after a memory-fault exit, over its own urgent "
+                    + "connection). ref always serves faults on the vCPU. Default: ${DEFAULT-VALUE}.")
+    String delivery;
+
     @Option(names = "--json", description = "Print this side's report as one JSON object on stdout.")
     boolean json;
 
@@ -45,8 +51,18 @@ final class MigrateListenCommand implements Callable<Integer> {
         if (!backend.equals("auto") && !backend.equals("kvm") && !backend.equals("ref")) {
             throw new UserError("--backend must be kvm, ref or auto, got '" + backend + "'");
         }
-        if (backend.equals("kvm")) dev.faultline.vmm.Backends.open("kvm").close(); // one clear line where /dev/kvm is missing
-        MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout), priorities.raise()),
+        if (!delivery.equals("uffd") && !delivery.equals("exit")) throw new UserError("--delivery is uffd or exit, not '" + delivery + "'");
+        boolean exits = delivery.equals("exit");
+        if (backend.equals("kvm") || exits && backend.equals("auto")) {
+            // one clear line where /dev/kvm is missing, or where exit delivery cannot work
+            try (dev.faultline.hv.Hypervisor hv = dev.faultline.vmm.Backends.open(backend)) {
+                String why = exits && hv.name().equals("kvm") ? dev.faultline.paging.uffd.ExitDeliveryProbe.unavailableReason(hv) : null;
+                if (why != null) throw new UserError("--delivery exit on kvm: " + why);
+            }
+        }
+        if (exits && backend.equals("ref")) throw new UserError("--delivery exit is for kvm; ref serves every fault on the vCPU already");
+        MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout),
+                priorities.raise(), exits),
                 line -> { if (!json) { System.out.println(line); System.out.flush(); } });
         try (ServerSocket server = MigrationDestination.listen(bind, port)) {
             System.err.println("faultline migrate listen: listening on " + bind + ":" + server.getLocalPort());

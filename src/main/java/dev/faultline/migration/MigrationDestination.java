@@ -39,8 +39,10 @@ import java.util.function.Consumer;
  * runs the guest, takes pre-copied pages, and on STATE starts the guest at once with its memory
  * demand-paged from the source while the pushed pages are installed in the background, each page
  * exactly once ({@link FaultCore#offer}). kvm: userfaultfd, one handler thread and one urgent
- * connection per vCPU part of RAM ({@link UffdPager}). ref: exit on missing, each vCPU serves its own
- * memory-fault exit over its own urgent connection and re-enters ({@link ExitPager}).
+ * connection per vCPU part of RAM ({@link UffdPager}); or, with {@link Options#exitDelivery}, exit
+ * delivery ({@link UffdPager.Delivery#VCPU_EXIT}): each vCPU serves its own memory-fault exit over its
+ * own urgent connection, as on ref. ref: exit on missing, each vCPU serves its own memory-fault exit
+ * over its own urgent connection and re-enters ({@link ExitPager}).
  *
  * <p>Where the backend cannot demand-page (kvm on a kernel without userfaultfd) it says so in
  * HELLO_ACK and the source copies every page before the switch-over (stop-and-copy): correct, with a
@@ -55,11 +57,18 @@ public final class MigrationDestination {
      * @param backend        kvm, ref or auto
      * @param timeoutMillis  how long the peer may stay silent while this side waits for a message
      * @param guestTimeout   how long the migrated guest may run
-     * @param priorities raise the CPU priority of the userfaultfd handlers ({@link ThreadPriority#FAULT_PATH})
-     *                   and of the thread that installs pushed pages ({@link ThreadPriority#TRANSFER}); false
-     *                   leaves every thread at the default
+     * @param priorities raise the CPU priority of the userfaultfd handlers ({@link ThreadPriority#FAULT_PATH};
+     *                   where vCPUs serve their own faults, each vCPU thread while it serves one) and of the
+     *                   thread that installs pushed pages ({@link ThreadPriority#TRANSFER}); false leaves every
+     *                   thread at the default
+     * @param exitDelivery kvm: each vCPU fetches its own missing pages after a memory-fault exit (exit
+     *                   delivery) instead of sleeping while a userfaultfd handler does; ref always does
      */
-    public record Options(String backend, int timeoutMillis, Duration guestTimeout, boolean priorities) {}
+    public record Options(String backend, int timeoutMillis, Duration guestTimeout, boolean priorities, boolean exitDelivery) {
+        public Options(String backend, int timeoutMillis, Duration guestTimeout, boolean priorities) {
+            this(backend, timeoutMillis, guestTimeout, priorities, false);
+        }
+    }
 
     /** Warm-up requests per urgent connection before READY (runs the fault path's code hot on both sides). */
     static final int WARM_UP_REQUESTS = 2000;
@@ -135,6 +144,8 @@ public final class MigrationDestination {
         private BitSet written;
         private LatencySamples samples;
         private volatile long stateReceivedNanos, firstEntryNanos;
+        /** The errno with which a vCPU thread was refused the fault path's priority (0: never refused). */
+        private volatile int vcpuBoostRefused;
         private Map<String, Object> switchParts = Map.of();
         private long pushedMessages, pushedPages, pushedInstalled, precopyPages, switchoverPages, discardedPages;
 
@@ -202,14 +213,25 @@ public final class MigrationDestination {
             pageCrcs = new int[(int) (ram / Protocol.PAGE)];
             written = new BitSet(pageCrcs.length);
             MachineSpec spec = MachineSpec.awaitingState(ram, vcpus).withTimeout(options.guestTimeout()).withExitLogLimit(0);
-            if (demandPaging && backend.equals("ref")) {
+            if (demandPaging && vcpusServeFaults()) {
                 // The pager needs the urgent connections, which come after the machine is built: the
                 // machine's handler forwards each memory-fault exit to it (no allocation per fault).
+                // With priorities the vCPU thread serves it at the fault path's priority, as a handler
+                // thread would: the push installer runs at nice -10, and a vCPU thread woken by its
+                // reply behind it waited 10-47 ms at the 99th percentile (docs/migration.md).
+                boolean boost = options.priorities();
                 spec = spec.withMainSlot(0, new MemoryFaultHandler() {
                     @Override
                     public String resolve(int vcpu, dev.faultline.hv.VcpuExit.MemoryFault fault) {
                         DemandPager p = pager;
-                        return p == null ? "a memory fault before the switch-over" : p.faultHandler().resolve(vcpu, fault);
+                        if (p == null) return "a memory fault before the switch-over";
+                        int refused = boost ? ThreadPriority.beginFaultPath() : -1;
+                        try {
+                            return p.faultHandler().resolve(vcpu, fault);
+                        } finally {
+                            if (refused == 0) ThreadPriority.endFaultPath();
+                            else if (refused > 0) vcpuBoostRefused = refused;
+                        }
                     }
 
                     @Override
@@ -470,19 +492,27 @@ public final class MigrationDestination {
             return DemandPager.laneOf(pushLanes, gpa);
         }
 
+        /** Whether the vCPU threads serve their own faults (ref; kvm with exit delivery), each over its own urgent connection. */
+        private boolean vcpusServeFaults() {
+            return backend.equals("ref") || options.exitDelivery();
+        }
+
         /**
          * The demand pager of this backend over {@code c}: userfaultfd with {@code lanes} handler
-         * threads (kvm), or exit on missing with one lane per vCPU (ref; the vCPU threads take the
-         * urgent connections, one each, on their first fault).
+         * threads (kvm), or one lane per vCPU whose thread takes an urgent connection on its first
+         * fault: exit on missing (ref) or exit delivery (kvm, one handler thread for host threads).
          */
         private DemandPager pagerFor(FaultCore c, int lanes) {
             if (backend.equals("ref")) return new ExitPager(c);
-            return new UffdPager(c, new UffdPager.Config(UffdPager.Mode.MISSING, lanes, 0, false, List.of(), UffdPager.Pinning.NONE,
-                    options.priorities() ? ThreadPriority.FAULT_PATH : ThreadPriority.NORMAL, UffdPager.Waiting.AUTO));
+            UffdPager.Config handlers = new UffdPager.Config(UffdPager.Mode.MISSING, lanes, 0, false, List.of(), UffdPager.Pinning.NONE,
+                    options.priorities() ? ThreadPriority.FAULT_PATH : ThreadPriority.NORMAL, UffdPager.Waiting.AUTO);
+            if (!options.exitDelivery()) return new UffdPager(c, handlers);
+            return new UffdPager(c, new UffdPager.Config(UffdPager.Mode.MISSING, 1, 0, false, List.of(), UffdPager.Pinning.NONE)
+                    .withDelivery(UffdPager.Delivery.VCPU_EXIT));
         }
 
         private String delivery() {
-            return backend.equals("ref") ? "exit on missing" : "userfaultfd";
+            return backend.equals("ref") ? "exit on missing" : options.exitDelivery() ? "exit delivery, a user-mode-only userfaultfd" : "userfaultfd";
         }
 
         private Map<String, Object> finish() {
@@ -535,11 +565,13 @@ public final class MigrationDestination {
         private Object priorities() {
             if (!options.priorities()) return "default (not raised)";
             Map<String, Object> m = new LinkedHashMap<>();
-            if (pager instanceof UffdPager u) {
+            if (pager instanceof UffdPager u && !vcpusServeFaults()) {
                 String refused = u.schedulingRefused();
                 m.put("uffd handlers", refused == null ? u.config().scheduling().toString() : "normal (" + refused + ")");
             } else if (demandPaging) {
-                m.put("vcpu threads", "default (on ref each vCPU thread serves its own faults)");
+                int refused = vcpuBoostRefused;
+                m.put("vcpu threads", (refused == 0 ? ThreadPriority.FAULT_PATH.toString() : "normal (" + ThreadPriority.FAULT_PATH + " refused: "
+                        + dev.faultline.sys.Errno.name(refused) + ")") + " while serving a fault of their own (" + delivery() + ")");
             }
             if (installerPriority != null) m.put("push installer", installerPriority);
             return m;

@@ -321,14 +321,14 @@ public final class Libc {
      * or the errno (EPERM without CAP_SYS_NICE or without a real-time budget in the thread's cgroup).
      */
     public static int scheduleCurrentThread(int policy, int priority) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment param = a.allocate(C_INT);
-            param.set(C_INT, 0, priority);
-            MemorySegment capture = errnoSegment();
-            long r = sys(capture, SYS_SCHED_SETSCHEDULER, 0, policy, param.address());
-            return r == 0 ? 0 : errno(capture);
-        }
+        MemorySegment param = SCHED_PARAM.get();   // allocation-free after a thread's first call: vCPUs call it per fault
+        param.set(C_INT, 0, priority);
+        MemorySegment capture = errnoSegment();
+        long r = sys(capture, SYS_SCHED_SETSCHEDULER, 0, policy, param.address());
+        return r == 0 ? 0 : errno(capture);
     }
+
+    private static final ThreadLocal<MemorySegment> SCHED_PARAM = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(C_INT));
 
     public static int getpid() {
         return (int) sys(errnoSegment(), SYS_GETPID, 0, 0, 0);

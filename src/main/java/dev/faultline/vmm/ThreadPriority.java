@@ -74,6 +74,21 @@ public record ThreadPriority(Policy policy, int value) {
         return errno == 0 ? toString() : "normal (" + this + " refused: " + Errno.name(errno) + ")";
     }
 
+    /**
+     * For a thread that serves a fault while it is also something else (a vCPU thread fetching its own
+     * page under exit delivery): {@link #FAULT_PATH} until {@link #endFaultPath()}, so that the reply's
+     * wake-up preempts the bulk-transfer threads as a handler's would. One system call, no allocation
+     * after a thread's first; returns 0 or the errno of a refusal (the thread is then unchanged).
+     */
+    public static int beginFaultPath() {
+        return Libc.scheduleCurrentThread(Libc.SCHED_FIFO, FAULT_PATH.value());
+    }
+
+    /** Back to SCHED_OTHER after {@link #beginFaultPath()} (nice is untouched by it): one system call. */
+    public static void endFaultPath() {
+        Libc.scheduleCurrentThread(Libc.SCHED_OTHER, 0);
+    }
+
     /** Puts the calling thread back to SCHED_OTHER at nice 0 (a thread that goes on with other work). */
     public static void resetCurrentThread() {
         Libc.scheduleCurrentThread(Libc.SCHED_OTHER, 0);

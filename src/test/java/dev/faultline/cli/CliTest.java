@@ -70,6 +70,10 @@ class CliTest {
                 {"run", "--workload", "seq-write", "--mem", "1K", "--backend", "ref"},
                 {"conform", "--steps", "0"},
                 {"bench", "interp", "--iterations", "0"},
+                {"migrate", "listen", "--delivery", "poll"},
+                {"migrate", "listen", "--backend", "ref", "--delivery", "exit"},
+                {"demo", "--backend", "ref", "--delivery", "exit"},
+                {"demo", "--delivery", "sometimes"},
         };
         for (String[] args : mistakes) {
             CliCapture.Outcome o = cli(args);

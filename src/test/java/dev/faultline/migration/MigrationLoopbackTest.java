@@ -68,8 +68,15 @@ class MigrationLoopbackTest {
      */
     static Outcome migrate(String from, String to, Workload w, int vcpus, int precopyRounds, long afterMillis, boolean priorities,
                            long pushRate) throws Exception {
+        return migrate(from, new MigrationDestination.Options(to, 10_000, Duration.ofSeconds(60), priorities), w, vcpus, precopyRounds, afterMillis,
+                pushRate);
+    }
+
+    static Outcome migrate(String from, MigrationDestination.Options to, Workload w, int vcpus, int precopyRounds, long afterMillis,
+                           long pushRate) throws Exception {
+        boolean priorities = to.priorities();
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
-            MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(to, 10_000, Duration.ofSeconds(60), priorities), s -> { });
+            MigrationDestination d = new MigrationDestination(to, s -> { });
             CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
                 try {
                     return d.serve(server);
@@ -125,6 +132,32 @@ class MigrationLoopbackTest {
         assertEquals(java.util.Set.of("uffd handlers", "push installer"), dp.keySet(), dp.toString());
         Map<?, ?> sp = (Map<?, ?>) o.result().figures().get("thread_priorities");
         assertEquals(java.util.Set.of("migration-urgent-0", "migration-urgent-1", "migration-push", "switch-over (pre-copy to RESUMED)"), sp.keySet(), sp.toString());
+    }
+
+    /**
+     * kvm to kvm with exit delivery at the destination: each vCPU fetches its own missing pages over its
+     * own urgent connection after a memory-fault exit, at the fault path's priority while it does.
+     */
+    @Test
+    void shouldMigrateWithEachDestinationVcpuServingItsOwnRemoteFaultsUnderExitDelivery() throws Exception {
+        requireBackend("kvm");
+        try (dev.faultline.kvm.KvmHypervisor kvm = dev.faultline.kvm.KvmHypervisor.open()) {
+            assumeTrue(dev.faultline.paging.uffd.ExitDeliveryProbe.unavailableReason(kvm) == null, "skipped: exit delivery does not work here");
+        }
+        Outcome o = migrate("kvm", new MigrationDestination.Options("kvm", 10_000, Duration.ofSeconds(60), true, true),
+                workload("phases", 2, "kvm"), 2, 0, 20, 0);
+        Map<String, Object> d = o.destination();
+        Map<String, Object> f = o.result().figures();
+        assertEquals(true, f.get("final_ram_verified"));
+        assertEquals(f.get("reference_ram_sha256"), d.get("ram_sha256"));
+        assertTrue(String.valueOf(d.get("delivery")).contains("exit delivery"), String.valueOf(d.get("delivery")));
+        long demanded = ((Number) d.get("pages_demanded")).longValue();
+        long pushedInstalled = ((Number) d.get("pages_pushed_installed")).longValue();
+        assertEquals((MEM - 0x100000) / 4096, demanded + pushedInstalled, "every page of the paged range installed exactly once (faults + pushes)");
+        assertTrue(demanded > 0, "the vCPUs demanded pages themselves");
+        Map<?, ?> dp = (Map<?, ?>) d.get("thread_priorities");
+        assertEquals(java.util.Set.of("vcpu threads", "push installer"), dp.keySet(), dp.toString());
+        assertTrue(String.valueOf(dp.get("vcpu threads")).startsWith("SCHED_FIFO 10 while serving"), dp.toString());
     }
 
     @ParameterizedTest(name = "{0} to {1}, {2} pre-copy rounds")
