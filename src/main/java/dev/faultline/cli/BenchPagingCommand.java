@@ -107,18 +107,17 @@ final class BenchPagingCommand implements Callable<Integer> {
 
     @Option(names = "--spin-us", paramLabel = "MICROSECONDS",
             description = "Microseconds a handler spins on non-blocking reads after its last event before sleeping in poll() "
-                    + "(a spinning handler never sleeps in read()). Default: " + DEFAULT_IDLE_SPIN_US + " with --prefetch none and "
-                    + "each handler paired with its vCPU (it then spins at SCHED_IDLE, on its vCPU's CPU, only while that CPU "
-                    + "has nothing else to run: while the vCPU waits for its page), else 0: a spinning handler on the other CPU "
-                    + "turns every wake-up of its vCPU into a cross-CPU interrupt (docs/paging.md).")
+                    + "(a spinning handler never sleeps in read()). Default: 0. A spinning handler takes a CPU: at normal priority "
+                    + "its vCPU's, or, on the other CPU, it turns every wake-up of its vCPU into a cross-CPU interrupt; at "
+                    + "--handler-sched idle beside its vCPU it runs only while that CPU has nothing else to run, which on a quiet "
+                    + "host is while the vCPU waits, and on a loaded host is almost never (docs/paging.md).")
     Long spinOption;
 
     @Option(names = "--handler-sched", paramLabel = "POLICY",
             description = "How uffd handler threads are scheduled: normal, idle (SCHED_IDLE), nice:N, or fifo:P (SCHED_FIFO "
-                    + "priority P; not with --spin-us). Default: idle for the spinning handlers of --prefetch none (above); "
-                    + "nice:-5 when the handlers sleep in read() (they run only to serve a fault, and a woken handler then does "
-                    + "not queue behind other work on its CPU; normal if the kernel refuses, noted in the output); normal when "
-                    + "they also prefetch in the background (SCHED_IDLE would starve the readahead).")
+                    + "priority P; not with --spin-us). Default: nice:-5 when the handlers sleep in read() (they run only to "
+                    + "serve a fault, and a woken handler then does not queue behind other work on its CPU; normal if the kernel "
+                    + "refuses, noted in the output); normal when they also prefetch in the background.")
     String handlerSched;
 
     @Option(names = "--handler-wait", paramLabel = "WHERE",
@@ -579,28 +578,20 @@ final class BenchPagingCommand implements Callable<Integer> {
                 handlerScheduling(), handlerWaiting());
     }
 
-    /** Default --handler-sched for handlers that sleep in read(): measured in docs/paging.md. */
-    static final int DEFAULT_READ_HANDLER_NICE = -5;
-    /** Default spin of a SCHED_IDLE handler paired with its vCPU under --prefetch none (docs/paging.md, "Targets"). */
-    static final long DEFAULT_IDLE_SPIN_US = 100_000;
-
     /**
-     * Whether the handlers spin at SCHED_IDLE by default: --prefetch none (a handler has nothing to do
-     * in the background, so SCHED_IDLE starves nothing) with each handler on its vCPU's CPU, and none of
-     * the three knobs given.
+     * Default --handler-sched for handlers that sleep in read(): measured in docs/paging.md. (Until
+     * 2026-12-06 the handlers of --prefetch none spun at SCHED_IDLE by default: on a host with other
+     * busy processes they got almost no CPU, 481 pages/s against exit delivery's 63.8k.)
      */
-    private boolean idleSpinByDefault() {
-        return spinOption == null && handlerSched == null && handlerWait.equals("auto") && prefetch.equals("none") && "paired".equals(pin);
-    }
+    static final int DEFAULT_READ_HANDLER_NICE = -5;
 
     private long spinMicros() {
-        return spinOption != null ? spinOption : idleSpinByDefault() ? DEFAULT_IDLE_SPIN_US : 0;
+        return spinOption != null ? spinOption : 0;
     }
 
     /** --handler-sched, parsed (checked in checkArguments); the default depends on where the handlers sleep. */
     private ThreadPriority handlerScheduling() {
         if (handlerSched == null) {
-            if (idleSpinByDefault()) return ThreadPriority.IDLE;
             boolean sleepsInRead = handlerWait.equals("read")
                     || handlerWait.equals("auto") && spinMicros() == 0 && (prefetch.equals("none") || prefetch.equals("readahead") && readaheadAhead() == 0);
             return sleepsInRead ? ThreadPriority.nice(DEFAULT_READ_HANDLER_NICE) : ThreadPriority.NORMAL;

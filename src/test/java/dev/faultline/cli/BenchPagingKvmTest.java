@@ -32,7 +32,7 @@ class BenchPagingKvmTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"1,auto,default,poll(),SCHED_IDLE", "2,auto,default,poll(),SCHED_IDLE", "1,read,default,read(),nice -5",
+    @CsvSource({"1,auto,default,read(),nice -5", "2,auto,default,read(),nice -5", "1,read,default,read(),nice -5", "1,poll,idle,poll(),SCHED_IDLE",
             "2,auto,normal,read(),normal", "2,poll,default,poll(),normal", "2,read,fifo:10,read(),SCHED_FIFO 10", "1,poll,nice:-5,poll(),nice -5"})
     void shouldServeEachFaultWithItsOwnPageHoweverHandlersWaitAndAreScheduled(int vcpus, String wait, String sched, String sleepsIn,
                                                                               String scheduling) throws Exception {
