@@ -302,11 +302,9 @@ final class BenchPagingCommand implements Callable<Integer> {
 
     private boolean isRef() { return backend.equals("ref"); }
 
-    /** Refuses, in one line, exit delivery on a kvm host where it cannot work (ExitDeliveryProbe). */
+    /** Refuses, in one line, exit delivery on a kvm host where it cannot work. */
     private void requireExitDelivery(Hypervisor hv) {
-        if (isRef() || !delivery.equals("exit") && !compareDeliveries) return;
-        String why = dev.faultline.paging.uffd.ExitDeliveryProbe.unavailableReason(hv);
-        if (why != null) throw new UserError((compareDeliveries ? "--compare-deliveries" : "--delivery exit") + " on kvm: " + why);
+        if (delivery.equals("exit") || compareDeliveries) ExitDeliveryCheck.require(hv, compareDeliveries ? "--compare-deliveries" : "--delivery exit");
     }
 
     /** The exit delivery's counterpart in --compare-deliveries: userfaultfd's handler threads on kvm, ref's blocking delivery. */

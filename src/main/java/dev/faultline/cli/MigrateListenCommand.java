@@ -53,14 +53,9 @@ final class MigrateListenCommand implements Callable<Integer> {
         }
         if (!delivery.equals("uffd") && !delivery.equals("exit")) throw new UserError("--delivery is uffd or exit, not '" + delivery + "'");
         boolean exits = delivery.equals("exit");
-        if (backend.equals("kvm") || exits && backend.equals("auto")) {
-            // one clear line where /dev/kvm is missing, or where exit delivery cannot work
-            try (dev.faultline.hv.Hypervisor hv = dev.faultline.vmm.Backends.open(backend)) {
-                String why = exits && hv.name().equals("kvm") ? dev.faultline.paging.uffd.ExitDeliveryProbe.unavailableReason(hv) : null;
-                if (why != null) throw new UserError("--delivery exit on kvm: " + why);
-            }
-        }
         if (exits && backend.equals("ref")) throw new UserError("--delivery exit is for kvm; ref serves every fault on the vCPU already");
+        if (exits) ExitDeliveryCheck.require(backend, "--delivery exit");   // also one clear line where /dev/kvm is missing
+        else if (backend.equals("kvm")) dev.faultline.vmm.Backends.open("kvm").close(); // one clear line where /dev/kvm is missing
         MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout),
                 priorities.raise(), exits),
                 line -> { if (!json) { System.out.println(line); System.out.flush(); } });

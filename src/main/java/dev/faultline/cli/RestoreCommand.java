@@ -110,7 +110,7 @@ final class RestoreCommand implements Callable<Integer> {
         }
         if (d == Restore.Delivery.UFFD && backend.equals("ref")) throw new UserError("--delivery uffd: the ref backend has no userfaultfd; use exit");
         if (server != null) return viaService(m, v);
-        if (d == Restore.Delivery.EXIT && !backend.equals("ref")) requireExitDelivery();
+        if (d == Restore.Delivery.EXIT) ExitDeliveryCheck.require(backend, "--delivery exit");
         Restore.Options o = new Restore.Options(backend, m, v, p, handlers, Duration.ofSeconds(timeoutSeconds), null).withDelivery(d);
         List<Double> firsts = new ArrayList<>();
         List<Map<String, Object>> perRun = new ArrayList<>();
@@ -182,14 +182,6 @@ final class RestoreCommand implements Callable<Integer> {
         }
         for (Map<String, Object> r : replies) if (!Boolean.TRUE.equals(r.get("ok"))) return 1;
         return 0;
-    }
-
-    /** Refuses --delivery exit, in one line, on a kvm host where it cannot work (ExitDeliveryProbe); before any restore starts. */
-    private void requireExitDelivery() {
-        try (dev.faultline.hv.Hypervisor hv = dev.faultline.vmm.Backends.open(backend)) {
-            String why = hv.name().equals("kvm") ? dev.faultline.paging.uffd.ExitDeliveryProbe.unavailableReason(hv) : null;
-            if (why != null) throw new UserError("--delivery exit on kvm: " + why);
-        }
     }
 
     private interface Naming<T> { T get(); }
