@@ -507,8 +507,7 @@ public final class MigrationDestination {
             UffdPager.Config handlers = new UffdPager.Config(UffdPager.Mode.MISSING, lanes, 0, false, List.of(), UffdPager.Pinning.NONE,
                     options.priorities() ? ThreadPriority.FAULT_PATH : ThreadPriority.NORMAL, UffdPager.Waiting.AUTO);
             if (!options.exitDelivery()) return new UffdPager(c, handlers);
-            return new UffdPager(c, new UffdPager.Config(UffdPager.Mode.MISSING, 1, 0, false, List.of(), UffdPager.Pinning.NONE)
-                    .withDelivery(UffdPager.Delivery.VCPU_EXIT));
+            return new UffdPager(c, UffdPager.Config.exitDelivery(UffdPager.Mode.MISSING));
         }
 
         private String delivery() {

@@ -465,8 +465,8 @@ public final class Restore {
         Prefetch prefetch = exits ? ExitPager.onFaultingThread(o.prefetch()) : o.prefetch();
         FaultCore core = new FaultCore(new SnapshotSource(snap), base, size, vcpus, prefetch, false);
         if (backend.equals("ref")) return new ExitPager(core);
-        UffdPager.Config config = new UffdPager.Config(UffdPager.Mode.MISSING, o.handlers(), 0, false, List.of(), UffdPager.Pinning.NONE);
-        return new UffdPager(core, exits ? config.withDelivery(UffdPager.Delivery.VCPU_EXIT) : config);
+        return new UffdPager(core, exits ? UffdPager.Config.exitDelivery(UffdPager.Mode.MISSING)
+                : new UffdPager.Config(UffdPager.Mode.MISSING, o.handlers(), 0, false, List.of(), UffdPager.Pinning.NONE));
     }
 
     /**

@@ -94,7 +94,7 @@ class CGuestExitOnMissingTest {
                 plain = m.run();
             }
             FaultCore core = new FaultCore(ZeroSource.INSTANCE, BootProtocol.IMAGE_MIN_GPA, ram - BootProtocol.IMAGE_MIN_GPA, 1, Prefetch.NONE, false);
-            UffdPager pager = new UffdPager(core, KvmExitDeliveryTest.exitConfig(UffdPager.Mode.MISSING));
+            UffdPager pager = new UffdPager(core, UffdPager.Config.exitDelivery(UffdPager.Mode.MISSING));
             RunReport paged;
             try (Machine m = new Machine(kvm, MachineSpec.of(ram, 1, image).withMemoryPreparer(pager).withMainSlot(0, pager.faultHandler()))) {
                 paged = m.run();

@@ -35,9 +35,6 @@ public class KvmExitDeliveryTest {
         return KvmUffdPagingTest.kvmOrSkip();
     }
 
-    public static UffdPager.Config exitConfig(UffdPager.Mode mode) {
-        return new UffdPager.Config(mode, 1, 0, false, List.of(), UffdPager.Pinning.NONE).withDelivery(UffdPager.Delivery.VCPU_EXIT);
-    }
 
     /** Faults of the run per lane name: "vcpu-i" lanes are the vCPUs' own, "uffd-0" is the handler thread's. */
     public static long faultsOnLane(FaultCore core, String name) {
@@ -57,7 +54,7 @@ public class KvmExitDeliveryTest {
         long from = 0x400000, pages = 2048, ram = from + pages * PAGE;
         StampSource source = new StampSource(BASE, (ram - BASE) / PAGE);
         FaultCore core = new FaultCore(source, BASE, ram - BASE, vcpus, Prefetch.NONE, false);
-        UffdPager pager = new UffdPager(core, exitConfig(UffdPager.Mode.MISSING));
+        UffdPager pager = new UffdPager(core, UffdPager.Config.exitDelivery(UffdPager.Mode.MISSING));
         MachineSpec spec = MachineSpec.of(ram, vcpus, KvmUffdPagingTest.sharedReader(from, ram)).withMemoryPreparer(pager)
                 .withMainSlot(0, pager.faultHandler());
         try (kvm; Machine m = new Machine(kvm, spec)) {
@@ -84,7 +81,7 @@ public class KvmExitDeliveryTest {
     @Test
     void shouldRunTheSeqWriteWorkloadWithEveryPageFromTheSourceOnMinorModeMemfdRamWithReadahead() throws Exception {
         KvmHypervisor kvm = kvmWithUserfaultfdOrSkip();
-        RunReport report = KvmUffdPagingTest.seqWriteFromSourceOnMemfd(kvm, new Prefetch.Readahead(16, 256, 0), w -> exitConfig(UffdPager.Mode.MINOR));
+        RunReport report = KvmUffdPagingTest.seqWriteFromSourceOnMemfd(kvm, new Prefetch.Readahead(16, 256, 0), w -> UffdPager.Config.exitDelivery(UffdPager.Mode.MINOR));
         for (VcpuResult v : report.vcpus()) assertTrue(memoryFaultExits(v) > 0, "vCPU " + v.index() + " served its own faults");
     }
 
@@ -115,7 +112,7 @@ public class KvmExitDeliveryTest {
         GuestImage img = GuestImage.of(a.assemble(), BootProtocol.DEFAULT_LOAD_GPA, BootProtocol.DEFAULT_LOAD_GPA);
         FaultCore core = new FaultCore(codePageSource(codeGpa), BASE, ram - BASE, vcpus, Prefetch.NONE, false);
         coreOut[0] = core;
-        UffdPager pager = new UffdPager(core, exitConfig(UffdPager.Mode.MISSING));
+        UffdPager pager = new UffdPager(core, UffdPager.Config.exitDelivery(UffdPager.Mode.MISSING));
         MachineSpec spec = MachineSpec.of(ram, vcpus, img).withMemoryPreparer(pager).withMainSlot(0, pager.faultHandler()).withExitLogLimit(50);
         try (Machine m = new Machine(kvm, spec)) {
             return m.run();
@@ -165,7 +162,7 @@ public class KvmExitDeliveryTest {
         StampSource source = new StampSource(BASE, pages);
         GuestRam ram = GuestRam.allocate(BASE + pages * PAGE, GuestRam.Backing.ANONYMOUS);
         FaultCore core = new FaultCore(source, BASE, pages * PAGE, 1, Prefetch.NONE, false);
-        UffdPager pager = new UffdPager(core, exitConfig(UffdPager.Mode.MISSING));
+        UffdPager pager = new UffdPager(core, UffdPager.Config.exitDelivery(UffdPager.Mode.MISSING));
         try (ram) {
             try (MemoryPreparer.Session _ = pager.prepare(new MemoryPreparer.Context(null, ram, 1, r -> { throw new AssertionError(r); }))) {
                 for (long p = 0; p < pages; p += 3) {

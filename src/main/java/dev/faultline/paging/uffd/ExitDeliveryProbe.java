@@ -17,7 +17,6 @@ import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.VcpuOutcome;
 import dev.faultline.vmm.VcpuResult;
 import java.time.Duration;
-import java.util.List;
 
 /**
  * Whether exit delivery ({@link UffdPager.Delivery#VCPU_EXIT}) works on a kvm host, found out the
@@ -58,8 +57,7 @@ public final class ExitDeliveryProbe {
         a.hlt();
         GuestImage image = GuestImage.of(a.assemble(), BootProtocol.DEFAULT_LOAD_GPA, BootProtocol.DEFAULT_LOAD_GPA);
         FaultCore core = new FaultCore(ZeroSource.INSTANCE, BootProtocol.IMAGE_MIN_GPA, RAM - BootProtocol.IMAGE_MIN_GPA, 1, Prefetch.NONE, false);
-        UffdPager pager = new UffdPager(core, new UffdPager.Config(UffdPager.Mode.MISSING, 1, 0, false, List.of(), UffdPager.Pinning.NONE)
-                .withDelivery(UffdPager.Delivery.VCPU_EXIT));
+        UffdPager pager = new UffdPager(core, UffdPager.Config.exitDelivery(UffdPager.Mode.MISSING));
         MachineSpec spec = MachineSpec.of(RAM, 1, image).withMemoryPreparer(pager).withMainSlot(0, pager.faultHandler())
                 .withExitLogLimit(0).withTimeout(Duration.ofSeconds(10));
         try (Machine m = new Machine(hv, spec)) {

@@ -118,6 +118,14 @@ public final class UffdPager implements DemandPager {
             this(mode, handlers, spinNanos, zeropage, splitGpas, pinning, ThreadPriority.NORMAL, Waiting.AUTO);
         }
 
+        /**
+         * Exit delivery in {@code mode}: each vCPU serves its own faults, and one handler thread (no
+         * spinning, no pinning, normal scheduling) serves host threads' faults.
+         */
+        public static Config exitDelivery(Mode mode) {
+            return new Config(mode, 1, 0, false, List.of(), Pinning.NONE).withDelivery(Delivery.VCPU_EXIT);
+        }
+
         /** This configuration with {@code d} as its delivery. */
         public Config withDelivery(Delivery d) {
             return new Config(mode, handlers, spinNanos, zeropage, splitGpas, pinning, scheduling, waiting, d);

@@ -18,7 +18,6 @@ import dev.faultline.sys.Errno;
 import dev.faultline.vmm.MemoryFaultHandler;
 import dev.faultline.vmm.MemoryPreparer;
 import java.lang.foreign.MemorySegment;
-import java.util.List;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLongArray;
@@ -144,8 +143,7 @@ public final class FaultResolver implements MemoryFaultHandler, MemoryPreparer {
                 reslot = true;
             } else {
                 c.ram().memory().discard(MAIN, mainSize);
-                UffdPager exits = new UffdPager(core, new UffdPager.Config(UffdPager.Mode.MISSING, 1, 0, false, List.of(),
-                        UffdPager.Pinning.NONE).withDelivery(UffdPager.Delivery.VCPU_EXIT));
+                UffdPager exits = new UffdPager(core, UffdPager.Config.exitDelivery(UffdPager.Mode.MISSING));
                 pagerSession = exits.prepare(c);
                 pager = exits;
             }
