@@ -2,6 +2,7 @@ package dev.faultline.migration;
 
 import dev.faultline.guest.BootProtocol;
 import dev.faultline.sys.Pagemap;
+import dev.faultline.transport.Transport;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.ThreadPriority;
@@ -71,10 +72,21 @@ public final class MigrationSource {
     }
 
     private final Options options;
+    private final Transport transport;
     private final Listener listener;
 
+    /** A source on plain TCP, nobody authenticated: for loopback tests ({@link Transport#insecure()}). */
     public MigrationSource(Options options, Listener listener) {
+        this(options, Transport.insecure(), listener);
+    }
+
+    /**
+     * @param transport how connections to the destination are made: each one (main and urgent) checks
+     *                  the destination's identity ({@link Transport#connect}) before a frame is sent
+     */
+    public MigrationSource(Options options, Transport transport, Listener listener) {
         this.options = options;
+        this.transport = transport;
         this.listener = listener;
     }
 
@@ -123,6 +135,7 @@ public final class MigrationSource {
             long tConnect = System.nanoTime();
             connect();
             fig.put("handshake_ms", ms(System.nanoTime() - tConnect));
+            fig.put("transport", main.link().protocol() + ", destination " + main.link().peerIdentity());
             fig.put("destination_backend", ack.backend());
             fig.put("mode", ack.demandPaging() ? (options.precopyRounds() > 0 ? "pre-copy then post-copy" : "post-copy") : "stop-and-copy");
             fig.put("mode_detail", ack.detail());
@@ -257,7 +270,7 @@ public final class MigrationSource {
         }
 
         private Connection open() throws IOException {
-            return Connection.connect(options.host(), options.port(), options.timeoutMillis());
+            return Connection.connect(transport, options.host(), options.port(), options.timeoutMillis());
         }
 
         private void precopy() {
