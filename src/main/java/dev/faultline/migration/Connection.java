@@ -336,6 +336,10 @@ public final class Connection implements AutoCloseable {
             }
         } catch (EOFException e) {
             int got = buf.position() - start;
+            if (seq == 1 && type < 0 && got >= 2 && buf.get(start) == 0x15 && buf.get(start + 1) == 0x03) { // a TLS alert record
+                throw new ProtocolException(peer() + " answered with a TLS alert and closed the connection: it runs TLS, and this side runs "
+                        + "without TLS (--insecure)", e);
+            }
             throw new ProtocolException(got == 0 && type < 0
                     ? peer() + " closed the connection while this side waited for " + waitingFor
                     : peer() + ": truncated message: the connection ended after " + got + " of " + (buf.limit() - start) + " bytes of " + part(seq, type, len)

@@ -18,12 +18,13 @@ import javax.net.ssl.SSLPeerUnverifiedException;
  * A TLS stream over a non-blocking socket, through the JDK's {@link SSLEngine}. Made by
  * {@link TlsTransport} only once {@link #handshake} has completed and the peer passed {@link PeerCheck}.
  *
- * <p>Buffers, all direct and made once: {@code netIn} (ciphertext read from the socket), {@code appIn}
- * (plaintext of a record beyond what a read asked for) and {@code netOut} (records not yet taken by
- * the socket). A read decrypts straight into the caller's buffer, spilling only the rest of a record
- * into {@code appIn}; a write encrypts as many records as the caller's bytes make (a 256 KiB message:
- * 17 records) and hands them to the socket in one call. Nothing is allocated here per call; the
- * engine itself makes a few objects per record (its result, the AEAD nonce and parameters).
+ * <p>Buffers, made once: {@code netIn} (ciphertext read from the socket), {@code appIn} (plaintext of
+ * a record beyond what a read asked for) and {@code netOut} (records not yet taken by the socket). The
+ * engine decrypts a record in place in {@code netIn} and copies it straight into the caller's buffer,
+ * spilling only the rest of the record into {@code appIn}; a write encrypts as many records as the
+ * caller's bytes make (a 256 KiB message: 17 records) and hands them to the socket in one call.
+ * Nothing is allocated here per call; the engine itself makes objects per record (its result, and a
+ * fresh AES-GCM state for each record's nonce: about 2 KiB; docs/migration.md "Security").
  */
 final class TlsLink extends ChannelLink {
     /** Records {@code netIn} and {@code netOut} hold: a 64-page PAGES message (256 KiB and its header) goes out in one write. */
@@ -48,9 +49,11 @@ final class TlsLink extends ChannelLink {
         super(channel);
         this.engine = engine;
         this.packetSize = engine.getSession().getPacketBufferSize();
-        this.netIn = ByteBuffer.allocateDirect(RECORDS_BUFFERED * packetSize).flip();
+        // ciphertext on the heap: the JDK's AES-GCM runs its intrinsic over an array in one call, where over a
+        // direct buffer it copies through two new 512-byte arrays per 512 bytes (GaloisCounterMode.implGCMCrypt)
+        this.netIn = ByteBuffer.allocate(RECORDS_BUFFERED * packetSize).flip();
         this.appIn = ByteBuffer.allocateDirect(engine.getSession().getApplicationBufferSize()).flip();
-        this.netOut = ByteBuffer.allocateDirect(RECORDS_BUFFERED * packetSize);
+        this.netOut = ByteBuffer.allocate(RECORDS_BUFFERED * packetSize);
         this.netOutView = netOut.duplicate();
     }
 

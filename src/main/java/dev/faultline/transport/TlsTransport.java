@@ -64,7 +64,8 @@ final class TlsTransport implements Transport {
         }
     }
 
-    private SSLEngine engine(boolean client) {
+    /** A new engine of this transport, set up for the client (connecting) or server (accepting) side. */
+    SSLEngine engine(boolean client) {
         SSLEngine e = context.createSSLEngine();
         e.setUseClientMode(client);
         SSLParameters p = e.getSSLParameters();

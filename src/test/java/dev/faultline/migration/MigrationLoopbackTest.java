@@ -12,6 +12,7 @@ import dev.faultline.guest.workload.Workloads;
 import dev.faultline.hv.Hypervisor;
 import dev.faultline.hv.MemslotFlags;
 import dev.faultline.kvm.HostCapabilities;
+import dev.faultline.transport.Transport;
 import dev.faultline.vmm.Backends;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.MachineSpec;
@@ -42,7 +43,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 class MigrationLoopbackTest {
     private static final long MEM = 16L << 20;
 
-    private static void requireBackend(String name) {
+    static void requireBackend(String name) {
         if (name.equals("kvm")) {
             HostCapabilities caps = HostCapabilities.probe();
             assumeTrue(caps.kvmAvailable(), () -> "skipped: /dev/kvm is not usable: " + caps.kvmReason());
@@ -51,7 +52,7 @@ class MigrationLoopbackTest {
     }
 
     /** Guest work sized so the guest is still running at the switch-over (KVM here runs guest code slowly). */
-    private static Workload workload(String name, int vcpus, String from) {
+    static Workload workload(String name, int vcpus, String from) {
         int rounds = from.equals("kvm") ? 60 : 400;
         return Workloads.build(name, WorkloadParams.of(MEM, vcpus).withRounds(rounds).withWorkingSetPages(256));
     }
@@ -74,9 +75,15 @@ class MigrationLoopbackTest {
 
     static Outcome migrate(String from, MigrationDestination.Options to, Workload w, int vcpus, int precopyRounds, long afterMillis,
                            long pushRate) throws Exception {
+        return migrate(from, to, Transport.insecure(), Transport.insecure(), w, vcpus, precopyRounds, afterMillis, pushRate);
+    }
+
+    /** As above, the source connecting through {@code sourceTransport} and the destination accepting through {@code destinationTransport}. */
+    static Outcome migrate(String from, MigrationDestination.Options to, Transport sourceTransport, Transport destinationTransport, Workload w,
+                           int vcpus, int precopyRounds, long afterMillis, long pushRate) throws Exception {
         boolean priorities = to.priorities();
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
-            MigrationDestination d = new MigrationDestination(to, s -> { });
+            MigrationDestination d = new MigrationDestination(to, destinationTransport, s -> { });
             CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
                 try {
                     return d.serve(server);
@@ -92,7 +99,7 @@ class MigrationLoopbackTest {
                 List<List<Long>> expected = new java.util.ArrayList<>();
                 for (int v = 0; v < vcpus; v++) expected.add(w.expectedReports(v, m.ram().segment()));
                 MigrationSource.Result r = new MigrationSource(new MigrationSource.Options("127.0.0.1", server.getLocalPort(), afterMillis,
-                        precopyRounds, 10_000, true, Duration.ofSeconds(60), priorities, pushRate), new MigrationSource.Listener() { }).migrate(m);
+                        precopyRounds, 10_000, true, Duration.ofSeconds(60), priorities, pushRate), sourceTransport, new MigrationSource.Listener() { }).migrate(m);
                 assertTrue(r.ok(), r.problems().toString());
                 w.verify(m.ram().segment());
                 for (VcpuResult v : r.sourceRun().vcpus()) {
