@@ -2,6 +2,7 @@ package dev.faultline.cli;
 
 import dev.faultline.migration.MigrationDestination;
 import dev.faultline.migration.ProtocolException;
+import dev.faultline.transport.Transport;
 import java.io.IOException;
 import java.net.ServerSocket;
 import java.time.Duration;
@@ -15,7 +16,9 @@ import picocli.CommandLine.Option;
         mixinStandardHelpOptions = true,
         description = {"The destination: waits for one source, receives its guest and runs it to the end, demand-paging",
                 "its memory from the source (post-copy) where the backend can (kvm with userfaultfd), else copying it first.",
-                "Prints 'listening on HOST:PORT' on stderr once it accepts connections."})
+                "Prints 'listening on HOST:PORT' on stderr once it accepts connections. Every connection is mutual TLS 1.3",
+                "(--tls-dir, --tls-allow), or plain TCP on loopback with --insecure."},
+        footer = {"%n" + TlsOptions.SETUP})
 final class MigrateListenCommand implements Callable<Integer> {
     @Option(names = "--port", paramLabel = "PORT", defaultValue = "7070", description = "TCP port (0: any free port). Default: ${DEFAULT-VALUE}.")
     int port;
@@ -37,6 +40,9 @@ final class MigrateListenCommand implements Callable<Integer> {
     @Mixin
     PriorityOptions priorities;
 
+    @Mixin
+    TlsOptions tls;
+
     @Option(names = "--delivery", paramLabel = "KIND", defaultValue = "uffd",
             description = "kvm: how a fault of the migrated guest is served: uffd (a userfaultfd handler thread fetches the page while "
                     + "the vCPU sleeps) or exit (the vCPU fetches it itself after a memory-fault exit, over its own urgent "
@@ -48,6 +54,7 @@ final class MigrateListenCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
+        Transport transport = tls.transport(bind, "--bind");
         if (!backend.equals("auto") && !backend.equals("kvm") && !backend.equals("ref")) {
             throw new UserError("--backend must be kvm, ref or auto, got '" + backend + "'");
         }
@@ -57,9 +64,10 @@ final class MigrateListenCommand implements Callable<Integer> {
         if (exits) ExitDeliveryCheck.require(backend, "--delivery exit");   // also one clear line where /dev/kvm is missing
         else if (backend.equals("kvm")) dev.faultline.vmm.Backends.open("kvm").close(); // one clear line where /dev/kvm is missing
         MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout),
-                priorities.raise(), exits),
+                priorities.raise(), exits), transport,
                 line -> { if (!json) { System.out.println(line); System.out.flush(); } });
         try (ServerSocket server = MigrationDestination.listen(bind, port)) {
+            System.err.println("faultline migrate listen: " + transport.describe());
             System.err.println("faultline migrate listen: listening on " + bind + ":" + server.getLocalPort());
             System.err.flush();
             Map<String, Object> report;

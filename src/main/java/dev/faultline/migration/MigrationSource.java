@@ -33,6 +33,9 @@ import java.util.concurrent.atomic.AtomicReference;
  * so every request is idempotent: the same request always gets the same bytes.
  */
 public final class MigrationSource {
+    /** How long the source waits for READY at least: the destination builds its machine and warms up meanwhile. */
+    static final int READY_TIMEOUT_MILLIS = 60_000;
+
     /** Pages pushed next to a request before the sweep goes on (2 MiB). */
     static final int BURST_PAGES = 512;
 
@@ -260,8 +263,12 @@ public final class MigrationSource {
                     urgent.add(c);
                 }
                 startUrgentServers();
-                // the destination warms its fault path up with requests on every urgent connection, then says READY
+                // the destination builds its machine and warms its fault path up with requests on every urgent
+                // connection, then says READY: the main connection is quiet meanwhile, for longer than a message
+                // is due (cold TLS code and a loaded host: over 10 s seen), so this one wait has a longer bound
+                main.setTimeout(Math.max(options.timeoutMillis(), READY_TIMEOUT_MILLIS));
                 Frame ready = main.receive("the destination's READY");
+                main.setTimeout(options.timeoutMillis());
                 if (ready.type() == Protocol.ERROR) throw new ProtocolException(main.peer() + " gave up: " + Messages.string(ready, main.peer(), Protocol.ERROR));
                 Messages.u64(ready, main.peer(), Protocol.READY);
             } catch (IOException e) {
