@@ -54,13 +54,13 @@ final class MigrateListenCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        Transport transport = tls.transport(bind, "--bind");
         if (!backend.equals("auto") && !backend.equals("kvm") && !backend.equals("ref")) {
             throw new UserError("--backend must be kvm, ref or auto, got '" + backend + "'");
         }
         if (!delivery.equals("uffd") && !delivery.equals("exit")) throw new UserError("--delivery is uffd or exit, not '" + delivery + "'");
         boolean exits = delivery.equals("exit");
         if (exits && backend.equals("ref")) throw new UserError("--delivery exit is for kvm; ref serves every fault on the vCPU already");
+        Transport transport = tls.transport(bind, "--bind");
         if (exits) ExitDeliveryCheck.require(backend, "--delivery exit");   // also one clear line where /dev/kvm is missing
         else if (backend.equals("kvm")) dev.faultline.vmm.Backends.open("kvm").close(); // one clear line where /dev/kvm is missing
         MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout),
