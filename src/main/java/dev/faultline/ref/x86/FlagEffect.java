@@ -129,6 +129,16 @@ public record FlagEffect(long reads, long defined, long undefined) {
         };
     }
 
+    /**
+     * A shift or rotate by CL whose value is not known: the {@link #or} of {@link #shift} over every
+     * count, so a flag is defined after it only if every count defines it (or, with count 0, leaves it).
+     */
+    public static FlagEffect shiftAnyCount(int kind, int size) {
+        FlagEffect e = NONE;
+        for (int c = 1; c < 64; c++) e = e.or(shift(kind, size, c));
+        return e;
+    }
+
     /** SHLD, SHRD of a {@code size}-byte operand by {@code count} (masked here). */
     public static FlagEffect shiftDouble(int size, long count) {
         int c = maskCount(size, count);
