@@ -3,6 +3,7 @@ package dev.faultline.conform;
 import static dev.faultline.ref.x86.CpuState.AF;
 import static dev.faultline.ref.x86.CpuState.CF;
 import static dev.faultline.ref.x86.CpuState.OF;
+import static dev.faultline.ref.x86.Op.SUB_ADC;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -106,7 +107,7 @@ class ProgramFlagsTest {
         assertEquals("`cmove r14d, ebp` reads ZF, which may be undefined there", e.getMessage());
         Op dec = new Op("dec ecx", a -> a.dec(Reg.ECX), FlagFlow.instructions("dec ecx", FlagEffect.incDec()));
         assertEquals(FlagEffect.STATUS & ~CF, program(div, dec).definedFlagsAtEnd(), "dec defines all but CF");
-        Op adc = new Op("adc eax, ebx", a -> a.adc(Reg.EAX, Reg.EBX), FlagFlow.instructions("adc eax, ebx", FlagEffect.alu(2)));
+        Op adc = new Op("adc eax, ebx", a -> a.adc(Reg.EAX, Reg.EBX), FlagFlow.instructions("adc eax, ebx", FlagEffect.alu(SUB_ADC)));
         Op loop = new Op("loop", a -> { }, FlagFlow.loop("loop", List.of(adc, div), FlagEffect.incDec(),
                 FlagEffect.reading(FlagEffect.condition(Cond.NE.code()))));
         assertThrows(FlagFlow.UndefinedFlagRead.class, () -> program(loop).definedFlagsAtEnd(), "CF is undefined on the back edge");
