@@ -24,10 +24,15 @@ interface FlagFlow {
     /** Thrown when a step reads a status flag that may be undefined at that point. */
     final class UndefinedFlagRead extends IllegalStateException {
         private static final long serialVersionUID = 1L;
+        private final long flags;
 
         UndefinedFlagRead(String step, long flags) {
             super("`" + step + "` reads " + FlagEffect.names(flags) + ", which may be undefined there");
+            this.flags = flags;
         }
+
+        /** The flags read that may be undefined. */
+        long flags() { return flags; }
     }
 
     /** Straight-line instructions, in order. */
