@@ -56,6 +56,7 @@ final class SourceSide {
             summary.put("vcpus", opts.vcpus);
             summary.put("data_filled_bytes", fillBytes);
             summary.putAll(r.figures());
+            summary.put("transport_setup", transport.describe());
             if (summary.get("loopback_baseline_ms") instanceof Double b && b > 0) {
                 summary.put("total_over_loopback", Math.round((Double) r.figures().get("total_ms") / b * 100) / 100.0);
             }

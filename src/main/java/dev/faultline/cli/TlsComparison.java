@@ -15,8 +15,14 @@ import java.util.TreeSet;
  * remote-fault p99 under 1 ms).
  */
 final class TlsComparison {
-    /** The figures of one run. */
-    record Figures(double totalMs, double downtimeMs, Map<String, double[]> faults, boolean verified, String transport) {
+    /**
+     * The figures of one run.
+     * @param pushCpuMs      CPU time of the source's push thread (encrypting, over TLS)
+     * @param installerCpuMs CPU time of the destination's installer of pushed pages (decrypting, over TLS)
+     * @param setup          the source's transport, with how far its TLS warm-up had got by the end
+     */
+    record Figures(double totalMs, double downtimeMs, Map<String, double[]> faults, boolean verified, String transport,
+                   double pushCpuMs, double installerCpuMs, String setup) {
         /** From a demo summary (the map --json prints); faults: vCPU to {p50, p99} in µs. */
         static Figures of(Map<String, Object> s) {
             Map<String, double[]> faults = new LinkedHashMap<>();
@@ -27,7 +33,8 @@ final class TlsComparison {
                 }
             }
             return new Figures(SourceSide.number(s.get("total_ms")), SourceSide.number(s.get("downtime_ms")), faults,
-                    Boolean.TRUE.equals(s.get("verified")), String.valueOf(s.get("transport")));
+                    Boolean.TRUE.equals(s.get("verified")), String.valueOf(s.get("transport")), SourceSide.number(SourceSide.map(s.get("push_ms")).get("cpu")),
+                    SourceSide.number(SourceSide.map(s.get("destination")).get("push_installer_cpu_ms")), String.valueOf(s.get("transport_setup")));
         }
     }
 
@@ -76,6 +83,8 @@ final class TlsComparison {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("total_ms", round2(median(runs.stream().map(Figures::totalMs).toList())));
         m.put("downtime_ms", round2(median(runs.stream().map(Figures::downtimeMs).toList())));
+        m.put("push_cpu_ms", round2(median(runs.stream().map(Figures::pushCpuMs).toList())));
+        m.put("installer_cpu_ms", round2(median(runs.stream().map(Figures::installerCpuMs).toList())));
         Map<String, Object> p50 = new LinkedHashMap<>(), p99 = new LinkedHashMap<>();
         for (String v : vcpus()) {
             p50.put(v, round2(median(runs.stream().map(f -> f.faults().getOrDefault(v, new double[] {Double.NaN, Double.NaN})[0]).toList())));
@@ -90,6 +99,8 @@ final class TlsComparison {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("total_ms", runs.stream().map(Figures::totalMs).toList());
         m.put("downtime_ms", runs.stream().map(Figures::downtimeMs).toList());
+        m.put("push_cpu_ms", runs.stream().map(Figures::pushCpuMs).toList());
+        m.put("installer_cpu_ms", runs.stream().map(Figures::installerCpuMs).toList());
         List<Object> faults = new ArrayList<>();
         for (Figures f : runs) {
             Map<String, Object> per = new LinkedHashMap<>();
@@ -99,6 +110,7 @@ final class TlsComparison {
         m.put("faults", faults);
         m.put("verified", runs.stream().map(Figures::verified).toList());
         m.put("transport", runs.isEmpty() ? "" : runs.get(0).transport());
+        m.put("setup", runs.stream().map(Figures::setup).toList());
         return m;
     }
 
@@ -115,6 +127,8 @@ final class TlsComparison {
         Map<String, Object> ratio = new LinkedHashMap<>();
         ratio.put("total", round2(at(mt, "total_ms", null) / at(mp, "total_ms", null)));
         ratio.put("downtime", round2(at(mt, "downtime_ms", null) / at(mp, "downtime_ms", null)));
+        ratio.put("push_cpu", round2(at(mt, "push_cpu_ms", null) / at(mp, "push_cpu_ms", null)));
+        ratio.put("installer_cpu", round2(at(mt, "installer_cpu_ms", null) / at(mp, "installer_cpu_ms", null)));
         Map<String, Object> r50 = new LinkedHashMap<>(), r99 = new LinkedHashMap<>();
         double worstP99 = 0;
         for (String v : vcpus()) {
@@ -150,6 +164,8 @@ final class TlsComparison {
         out.printf("  %-22s %12s %12s %10s%n", "", "TLS", "plain", "TLS/plain");
         row(out, "total time (ms)", at(mt, "total_ms", null), at(mp, "total_ms", null));
         row(out, "downtime (ms)", at(mt, "downtime_ms", null), at(mp, "downtime_ms", null));
+        row(out, "push CPU (ms)", at(mt, "push_cpu_ms", null), at(mp, "push_cpu_ms", null));
+        row(out, "installer CPU (ms)", at(mt, "installer_cpu_ms", null), at(mp, "installer_cpu_ms", null));
         for (String v : vcpus()) {
             row(out, "fault p50 vCPU " + v + " (us)", at(mt, "fault_p50_us", v), at(mp, "fault_p50_us", v));
             row(out, "fault p99 vCPU " + v + " (us)", at(mt, "fault_p99_us", v), at(mp, "fault_p99_us", v));
@@ -157,6 +173,7 @@ final class TlsComparison {
         out.printf("  per run, TLS total:   %s ms%n", Arrays.toString(tls.stream().mapToDouble(Figures::totalMs).toArray()));
         out.printf("  per run, plain total: %s ms%n", Arrays.toString(plain.stream().mapToDouble(Figures::totalMs).toArray()));
         out.printf("  TLS: %s%n", tls.isEmpty() ? "" : tls.get(0).transport());
+        for (Figures f : tls) out.printf("  source after a TLS run: %s%n", f.setup());
         out.printf("  targets: %s%n", m.get("targets"));
         out.printf("  every run verified: %s%n", verified() ? "yes" : "NO");
         if (context.containsKey("load_average")) out.printf("  load average before/after: %s%n", context.get("load_average"));

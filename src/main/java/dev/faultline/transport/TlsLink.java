@@ -27,19 +27,23 @@ import javax.net.ssl.SSLPeerUnverifiedException;
  * fresh AES-GCM state for each record's nonce: about 2 KiB; docs/migration.md "Security").
  */
 final class TlsLink extends ChannelLink {
-    /** Records {@code netIn} and {@code netOut} hold: a 64-page PAGES message (256 KiB and its header) goes out in one write. */
+    /** Records {@code netIn} and {@code netOut} hold once the peer is authenticated: a 64-page PAGES message (256 KiB and its header) goes out in one write. */
     private static final int RECORDS_BUFFERED = 18;
+    /** Records they hold during the handshake: a peer not yet authenticated gets no more than that (about 70 KiB in all). */
+    private static final int RECORDS_HANDSHAKE = 2;
     private static final ByteBuffer[] NOTHING = {ByteBuffer.allocate(0)};
 
     private final SSLEngine engine;
     private final int packetSize;
     /** Ciphertext read, not yet decrypted: [position, limit). */
-    private final ByteBuffer netIn;
+    private ByteBuffer netIn;
     /** Plaintext decrypted, not yet read: [position, limit). */
     private final ByteBuffer appIn;
-    /** Records made: [0, position); of those [0, flushed) are on the socket already. Guarded by itself. */
-    private final ByteBuffer netOut;
-    private final ByteBuffer netOutView;
+    /** Guards {@code netOut}, {@code netOutView} and {@code flushed}: written by the writer, and by a reader answering a key update. */
+    private final Object writeLock = new Object();
+    /** Records made: [0, position); of those [0, flushed) are on the socket already. */
+    private ByteBuffer netOut;
+    private ByteBuffer netOutView;
     private int flushed;
     private final ByteBuffer[] srcs = new ByteBuffer[1];
     private final ByteBuffer[] dsts = new ByteBuffer[2];
@@ -51,10 +55,24 @@ final class TlsLink extends ChannelLink {
         this.packetSize = engine.getSession().getPacketBufferSize();
         // ciphertext on the heap: the JDK's AES-GCM runs its intrinsic over an array in one call, where over a
         // direct buffer it copies through two new 512-byte arrays per 512 bytes (GaloisCounterMode.implGCMCrypt)
-        this.netIn = ByteBuffer.allocate(RECORDS_BUFFERED * packetSize).flip();
+        this.netIn = ByteBuffer.allocate(RECORDS_HANDSHAKE * packetSize).flip();
         this.appIn = ByteBuffer.allocateDirect(engine.getSession().getApplicationBufferSize()).flip();
-        this.netOut = ByteBuffer.allocate(RECORDS_BUFFERED * packetSize);
+        this.netOut = ByteBuffer.allocate(RECORDS_HANDSHAKE * packetSize);
         this.netOutView = netOut.duplicate();
+    }
+
+    /** Once the peer is authenticated: buffers for whole messages (what the handshake left in {@code netIn} kept). */
+    private void growBuffers() {
+        ByteBuffer in = ByteBuffer.allocate(RECORDS_BUFFERED * packetSize);
+        in.put(netIn).flip();
+        netIn = in;
+        synchronized (writeLock) {
+            ByteBuffer out = ByteBuffer.allocate(RECORDS_BUFFERED * packetSize);
+            out.put(netOut.flip().position(flushed));
+            netOut = out;
+            netOutView = out.duplicate();
+            flushed = 0;
+        }
     }
 
     // ------------------------------------------------------------------ handshake
@@ -79,12 +97,13 @@ final class TlsLink extends ChannelLink {
                         flushAll(deadline, timeoutMillis);
                         appIn.flip();
                         identity = verifiedIdentity(check);
+                        growBuffers();
                         return;
                     }
                     case NEED_TASK -> runTasks();
                     case NEED_WRAP -> {
                         flushAll(deadline, timeoutMillis); // room for the record (handshake records are small)
-                        synchronized (netOut) {
+                        synchronized (writeLock) {
                             if (engine.wrap(NOTHING, netOut).getStatus() == Status.CLOSED) {
                                 throw new SSLException("the TLS engine closed during the handshake");
                             }
@@ -204,7 +223,7 @@ final class TlsLink extends ChannelLink {
     /** After a failed handshake: the alert the engine made, if any, goes out now (without waiting). */
     private void sendAlertQuietly() {
         try {
-            synchronized (netOut) {
+            synchronized (writeLock) {
                 if (roomForRecord()) engine.wrap(NOTHING, netOut);
                 flush();
             }
@@ -273,7 +292,7 @@ final class TlsLink extends ChannelLink {
     private void afterPostHandshakeMessage(HandshakeStatus hs) throws IOException {
         if (hs == HandshakeStatus.NEED_TASK) runTasks();
         if (engine.getHandshakeStatus() == HandshakeStatus.NEED_WRAP) {
-            synchronized (netOut) {
+            synchronized (writeLock) {
                 if (roomForRecord()) engine.wrap(NOTHING, netOut);
                 flush();
             }
@@ -302,7 +321,7 @@ final class TlsLink extends ChannelLink {
 
     @Override
     public int write(ByteBuffer src) throws IOException {
-        synchronized (netOut) {
+        synchronized (writeLock) {
             int taken = 0;
             while (src.hasRemaining() && roomForRecord()) {
                 srcs[0] = src;
@@ -325,7 +344,7 @@ final class TlsLink extends ChannelLink {
 
     @Override
     public int flush() throws IOException {
-        synchronized (netOut) {
+        synchronized (writeLock) {
             int end = netOut.position();
             if (flushed < end) {
                 netOutView.limit(end).position(flushed);
@@ -368,7 +387,7 @@ final class TlsLink extends ChannelLink {
     @Override
     public void close() {
         try {
-            synchronized (netOut) {
+            synchronized (writeLock) {
                 engine.closeOutbound();
                 if (roomForRecord()) engine.wrap(NOTHING, netOut);
                 flush();

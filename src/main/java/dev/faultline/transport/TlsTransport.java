@@ -125,6 +125,7 @@ final class TlsTransport implements Transport {
 
     @Override
     public String describe() {
-        return "TLS 1.3 as " + Identities.quoted(credentials.names()) + ", accepting " + String.join(",", allow);
+        return "TLS 1.3 as " + Identities.quoted(credentials.names()) + ", accepting " + String.join(",", allow) + "; TLS code warm-up "
+                + TlsWarmUp.state();
     }
 }

@@ -50,6 +50,9 @@ public sealed interface Transport permits InsecureTransport, TlsTransport {
     /** Whether links are encrypted and peers authenticated. */
     boolean secure();
 
-    /** For reports: "TLS 1.3 as 'destination', accepting source" or "plain TCP (insecure)". */
+    /**
+     * For reports: "TLS 1.3 as 'destination', accepting source; TLS code warm-up done (20500 records in
+     * 1840 ms)" (how far this process's warm-up of the JDK's TLS code got, now) or "plain TCP (insecure)".
+     */
     String describe();
 }

@@ -84,13 +84,7 @@ class MigrationLoopbackTest {
         boolean priorities = to.priorities();
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
             MigrationDestination d = new MigrationDestination(to, destinationTransport, s -> { });
-            CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return d.serve(server);
-                } catch (IOException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
+            CompletableFuture<Map<String, Object>> dest = serveAsync(d, server);
             MachineSpec spec = MachineSpec.of(MEM, vcpus, w.image()).withTimeout(Duration.ofSeconds(60)).withExitLogLimit(0);
             if (precopyRounds > 0) spec = spec.withMainSlot(MemslotFlags.LOG_DIRTY_PAGES, MemoryFaultHandler.NONE);
             try (Hypervisor hv = Backends.open(from); Machine m = new Machine(hv, spec)) {
@@ -108,6 +102,17 @@ class MigrationLoopbackTest {
                 return new Outcome(r, dest.get(60, TimeUnit.SECONDS));
             }
         }
+    }
+
+    /** {@code d} serving one migration on {@code server} on another thread: its report, or its failure. */
+    static CompletableFuture<Map<String, Object>> serveAsync(MigrationDestination d, ServerSocket server) {
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                return d.serve(server);
+            } catch (IOException e) {
+                throw new IllegalStateException(e);
+            }
+        });
     }
 
     @ParameterizedTest(name = "{0}, kvm to kvm, {1} vCPUs")
@@ -223,13 +228,7 @@ class MigrationLoopbackTest {
     void shouldRefuseAPageOutsideRamNamingThePeerAndNeverStartTheGuest() throws Exception {
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
             MigrationDestination d = new MigrationDestination(new MigrationDestination.Options("ref", 5_000, Duration.ofSeconds(10), true), s -> { });
-            CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return d.serve(server);
-                } catch (IOException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
+            CompletableFuture<Map<String, Object>> dest = serveAsync(d, server);
             try (Connection c = Connection.connect("127.0.0.1", server.getLocalPort(), 5_000)) {
                 c.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(9, Protocol.ROLE_MAIN, 0, 4096, MEM, 1, 0x100000, 0, "ref")));
                 Messages.HelloAck ack = Messages.helloAck(c.receive("HELLO_ACK"), c.peer());
@@ -269,13 +268,7 @@ class MigrationLoopbackTest {
         requireBackend("kvm");
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
             MigrationDestination d = new MigrationDestination(new MigrationDestination.Options("kvm", 5_000, Duration.ofSeconds(10), true), s -> { });
-            CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return d.serve(server);
-                } catch (IOException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
+            CompletableFuture<Map<String, Object>> dest = serveAsync(d, server);
             Workload w = workload("phases", 1, "kvm");
             try (Hypervisor hv = Backends.open("kvm"); Machine m = new Machine(hv, MachineSpec.of(MEM, 1, w.image()));
                  SocketChannel raw = SocketChannel.open(new InetSocketAddress(InetAddress.getLoopbackAddress(), server.getLocalPort()))) {

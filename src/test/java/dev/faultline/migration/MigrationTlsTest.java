@@ -67,13 +67,7 @@ class MigrationTlsTest {
     void shouldRefuseAPlainSourceAtATlsDestinationBeforeReadingAFrame() throws Exception {
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
             MigrationDestination d = new MigrationDestination(new MigrationDestination.Options("ref", 5_000, Duration.ofSeconds(10), true), destination, s -> { });
-            CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return d.serve(server);
-                } catch (IOException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
+            CompletableFuture<Map<String, Object>> dest = MigrationLoopbackTest.serveAsync(d, server);
             try (Connection c = Connection.connect("127.0.0.1", server.getLocalPort(), 5_000)) {
                 c.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(9, Protocol.ROLE_MAIN, 0, 4096, 16L << 20, 1, 0x100000, 0, "ref")));
                 ProtocolException closed = assertThrows(ProtocolException.class, () -> c.receive("HELLO_ACK"));
@@ -90,13 +84,7 @@ class MigrationTlsTest {
     void shouldTellAPlainDestinationThatATlsSourceCalled() throws Exception {
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
             MigrationDestination d = new MigrationDestination(new MigrationDestination.Options("ref", 5_000, Duration.ofSeconds(10), true), s -> { });
-            CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return d.serve(server);
-                } catch (IOException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
+            CompletableFuture<Map<String, Object>> dest = MigrationLoopbackTest.serveAsync(d, server);
             assertThrows(IOException.class, () -> Connection.connect(source, "127.0.0.1", server.getLocalPort(), 5_000));
             ExecutionException e = assertThrows(ExecutionException.class, () -> dest.get(30, TimeUnit.SECONDS));
             String msg = e.getCause().getMessage();
