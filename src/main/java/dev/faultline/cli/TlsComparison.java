@@ -71,6 +71,11 @@ final class TlsComparison {
         return Math.round(x * 100) / 100.0;
     }
 
+    /** {@code a / b} to two decimals, or null where {@code b} is not a positive number (a vCPU without faults). */
+    private static Double ratio(double a, double b) {
+        return b > 0 && !Double.isNaN(a) ? round2(a / b) : null;
+    }
+
     private TreeSet<String> vcpus() {
         TreeSet<String> v = new TreeSet<>();
         for (Figures f : tls) v.addAll(f.faults().keySet());
@@ -125,15 +130,15 @@ final class TlsComparison {
     Map<String, Object> toMap(Map<String, Object> context) {
         Map<String, Object> mt = medians(tls), mp = medians(plain);
         Map<String, Object> ratio = new LinkedHashMap<>();
-        ratio.put("total", round2(at(mt, "total_ms", null) / at(mp, "total_ms", null)));
-        ratio.put("downtime", round2(at(mt, "downtime_ms", null) / at(mp, "downtime_ms", null)));
-        ratio.put("push_cpu", round2(at(mt, "push_cpu_ms", null) / at(mp, "push_cpu_ms", null)));
-        ratio.put("installer_cpu", round2(at(mt, "installer_cpu_ms", null) / at(mp, "installer_cpu_ms", null)));
+        ratio.put("total", ratio(at(mt, "total_ms", null), at(mp, "total_ms", null)));
+        ratio.put("downtime", ratio(at(mt, "downtime_ms", null), at(mp, "downtime_ms", null)));
+        ratio.put("push_cpu", ratio(at(mt, "push_cpu_ms", null), at(mp, "push_cpu_ms", null)));
+        ratio.put("installer_cpu", ratio(at(mt, "installer_cpu_ms", null), at(mp, "installer_cpu_ms", null)));
         Map<String, Object> r50 = new LinkedHashMap<>(), r99 = new LinkedHashMap<>();
         double worstP99 = 0;
         for (String v : vcpus()) {
-            r50.put(v, round2(at(mt, "fault_p50_us", v) / at(mp, "fault_p50_us", v)));
-            r99.put(v, round2(at(mt, "fault_p99_us", v) / at(mp, "fault_p99_us", v)));
+            r50.put(v, ratio(at(mt, "fault_p50_us", v), at(mp, "fault_p50_us", v)));
+            r99.put(v, ratio(at(mt, "fault_p99_us", v), at(mp, "fault_p99_us", v)));
             for (Figures f : tls) worstP99 = Math.max(worstP99, f.faults().getOrDefault(v, new double[] {0, 0})[1]);
         }
         ratio.put("fault_p50", r50);
@@ -180,6 +185,7 @@ final class TlsComparison {
     }
 
     private static void row(PrintStream out, String what, double tlsValue, double plainValue) {
-        out.printf("  %-22s %12.1f %12.1f %10.2f%n", what, tlsValue, plainValue, tlsValue / plainValue);
+        Double r = ratio(tlsValue, plainValue);
+        out.printf("  %-22s %12.1f %12.1f %10s%n", what, tlsValue, plainValue, r == null ? "-" : String.format("%.2f", r));
     }
 }

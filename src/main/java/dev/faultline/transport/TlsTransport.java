@@ -41,7 +41,7 @@ final class TlsTransport implements Transport {
         this.allow = new TreeSet<>(allow);
         this.check = check(credentials, this.allow);
         this.context = context(credentials, check);
-        TlsWarmUp.startOnce(this);
+        TlsWarmUp.once(this);
     }
 
     private static PeerCheck check(TlsCredentials credentials, Set<String> allow) {
@@ -125,7 +125,7 @@ final class TlsTransport implements Transport {
 
     @Override
     public String describe() {
-        return "TLS 1.3 as " + Identities.quoted(credentials.names()) + ", accepting " + String.join(",", allow) + "; TLS code warm-up "
+        return "TLS 1.3 as " + Identities.quoted(credentials.names()) + ", accepting " + String.join(",", allow) + "; TLS code warmed up: "
                 + TlsWarmUp.state();
     }
 }

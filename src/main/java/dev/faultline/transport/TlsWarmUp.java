@@ -1,6 +1,5 @@
 package dev.faultline.transport;
 
-import dev.faultline.vmm.ThreadPriority;
 import java.nio.ByteBuffer;
 import javax.net.ssl.SSLException;
 
@@ -14,11 +13,12 @@ import javax.net.ssl.SSLException;
  * Small records raise the JIT's invocation counts at little cost (528 bytes: just past the 512 from
  * which the JDK's GCM takes its bulk path); the full ones compile the paths of a 16 KiB record.
  *
- * <p>Started when the first TLS transport is made, on a daemon thread at SCHED_IDLE, and not waited
- * for: a listener warms up while it waits for its first source, a source while it builds its
- * machine, connects and waits for the destination's READY, each on CPU time nothing else wants. On a
- * loaded host it may not get far before the migration starts, which then runs slower (never wrong);
- * {@link #state} says how far it got.
+ * <p>Run when the first TLS transport of a process is made, on the thread that makes it, before the
+ * process listens or connects: a migration must not meet this code cold, least of all in its
+ * downtime, when the low memory and the vCPU state travel encrypted (with cold code on both sides a
+ * switch-over took 721 ms here instead of about 40). It costs that start-up about a second on a quiet
+ * host, more on a loaded one (18 s at a load of 20 on 2 CPUs), at most {@link #MAX_NANOS}; {@link #state}
+ * says what it took.
  */
 final class TlsWarmUp {
     private TlsWarmUp() {}
@@ -26,28 +26,24 @@ final class TlsWarmUp {
     static final int SMALL_RECORDS = 20_000, SMALL_BYTES = 528;
     static final int LARGE_RECORDS = 500, LARGE_BYTES = 16_384;
     /** Longest the warm-up runs; the TLS code works cold too, only slowly. */
-    static final long MAX_NANOS = 60_000_000_000L;
+    static final long MAX_NANOS = 30_000_000_000L;
 
-    private static boolean started;
+    private static boolean done;
     private static volatile int records;
-    private static volatile long startNanos, tookNanos;
+    private static volatile long tookNanos;
     private static volatile String failure;
 
-    /** Starts the warm-up with engines of {@code t} unless one ran or runs in this process. */
-    static synchronized void startOnce(TlsTransport t) {
-        if (started) return;
-        started = true;
-        startNanos = System.nanoTime();
-        Thread.ofPlatform().daemon().name("tls-warm-up").start(() -> {
-            // only CPU time nobody else wants: never in the way of a start-up, a handshake or a migration
-            ThreadPriority.IDLE.applyToCurrentThread();
-            try {
-                run(t.warmUpPair());
-                tookNanos = System.nanoTime() - startNanos;
-            } catch (SSLException | RuntimeException e) {
-                failure = String.valueOf(e.getMessage()); // the TLS code stays cold: slower, not wrong
-            }
-        });
+    /** Runs the warm-up with engines of {@code t} on this thread, unless it ran in this process already. */
+    static synchronized void once(TlsTransport t) {
+        if (done) return;
+        done = true;
+        long t0 = System.nanoTime();
+        try {
+            run(t.warmUpPair());
+        } catch (SSLException | RuntimeException e) {
+            failure = String.valueOf(e.getMessage()); // the TLS code stays cold: slower, not wrong
+        }
+        tookNanos = System.nanoTime() - t0;
     }
 
     private static void run(EnginePair pair) throws SSLException {
@@ -62,12 +58,9 @@ final class TlsWarmUp {
         }
     }
 
-    /** How far this process's warm-up got: "done (20500 records in 1840 ms)", "running (3100 of 20500 records)". */
+    /** What this process's warm-up did: "20500 records in 1840 ms". */
     static String state() {
-        int total = SMALL_RECORDS + LARGE_RECORDS;
-        if (failure != null) return "failed after " + records + " records: " + failure;
-        long took = tookNanos;
-        if (took > 0) return "done (" + records + " records in " + took / 1_000_000 + " ms)";
-        return started ? "running (" + records + " of " + total + " records)" : "not started";
+        String what = records + " of " + (SMALL_RECORDS + LARGE_RECORDS) + " records in " + tookNanos / 1_000_000 + " ms";
+        return failure != null ? "failed after " + what + ": " + failure : what;
     }
 }
