@@ -35,7 +35,7 @@ final class TlsCommand implements Runnable {
         @Parameters(index = "0", paramLabel = "DIR", description = "The directory to make (or an empty one).")
         Path dir;
 
-        @Option(names = "--names", required = true, split = ",", paramLabel = "NAME,...",
+        @Option(names = "--names", required = true, split = ",", paramLabel = "NAME",
                 description = "One certificate per name, e.g. source,destination (letters, digits, . _ -).")
         List<String> names;
 

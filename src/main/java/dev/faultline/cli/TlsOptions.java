@@ -17,7 +17,7 @@ final class TlsOptions {
                     + "'faultline tls init DIR --names source,destination' makes a set.")
     Path tlsDir;
 
-    @Option(names = "--tls-allow", paramLabel = "NAME,...", split = ",",
+    @Option(names = "--tls-allow", paramLabel = "NAME", split = ",",
             description = "With --tls-dir: the peer certificate names this side accepts (subject CN or DNS name, exact match); "
                     + "a destination lists its sources, a source the destinations it may send to.")
     List<String> tlsAllow;
