@@ -10,6 +10,7 @@ import dev.faultline.sys.Processes;
 import dev.faultline.sys.UnixSocket;
 import dev.faultline.sys.Userfaultfd;
 import dev.faultline.telemetry.EventLog;
+import dev.faultline.telemetry.PagingMetrics;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -58,9 +59,10 @@ public final class PageServer implements AutoCloseable {
      * @param recordTo      write the first VM's first touches here (null: no recording)
      * @param recordMillis  the recording window from the VM's handshake (0: its whole life)
      * @param handshakeMillis how long a connection may take to send its handshake
+     * @param metrics       where each VM is scraped while it is served (its figures join the totals when it ends)
      */
     public record Config(Path socket, Set<Integer> allowedUids, int maxVms, PageSource file, long fileBytes, Prefetch prefetch, Path recordTo,
-                         long recordMillis, OnFailure onFailure, int handshakeMillis, EventLog events, Consumer<String> log) {
+                         long recordMillis, OnFailure onFailure, int handshakeMillis, EventLog events, PagingMetrics metrics, Consumer<String> log) {
         public Config {
             if (maxVms < 1) throw new IllegalArgumentException("at least one VM must be allowed, not " + maxVms);
             if (handshakeMillis < 1) throw new IllegalArgumentException("the handshake timeout must be positive, not " + handshakeMillis + " ms");
@@ -69,6 +71,7 @@ public final class PageServer implements AutoCloseable {
             if (prefetch == null) prefetch = Prefetch.NONE;
             if (onFailure == null) onFailure = OnFailure.CLOSE;
             if (events == null) events = EventLog.NONE;
+            if (metrics == null) metrics = new PagingMetrics();
             if (log == null) log = line -> { };
         }
     }
@@ -125,15 +128,19 @@ public final class PageServer implements AutoCloseable {
     }
 
     /** What the server shows of one VM: its id, peer, regions and paging core (read-only use: statistics). */
-    public static final class VmView {
+    public static final class VmView implements PagingMetrics.Subject {
         private final VmConnection c;
 
         VmView(VmConnection c) { this.c = c; }
 
+        @Override public String name() { return c.id; }
+        @Override public boolean equals(Object o) { return o instanceof VmView v && v.c == c; }
+        @Override public int hashCode() { return System.identityHashCode(c); }
+
         public String id() { return c.id; }
         public UnixSocket.PeerCredentials peer() { return c.peer; }
         public Handshake handshake() { return c.handshake; }
-        public FaultCore core() { return c.core; }
+        @Override public FaultCore core() { return c.core; }
         public String endReason() { return c.endReason(); }
         public String failure() { return c.failure(); }
         public long removedPages() { return c.removedPages(); }
@@ -209,6 +216,7 @@ public final class PageServer implements AutoCloseable {
         }
         connections.incrementAndGet();
         live.add(vm);
+        config.metrics().add(new VmView(vm));
         if (closed) vm.stop();
         config.log().accept(String.format("%s: pid %d uid %d, %d regions (%d MiB), handshake as Firecracker %s", id, peer.pid(), peer.uid(),
                 h.regions().size(), h.totalBytes() >> 20, h.shape().label()));
@@ -294,6 +302,7 @@ public final class PageServer implements AutoCloseable {
 
     private void refuse(String id, UnixSocket c, UnixSocket.PeerCredentials peer, String why) {
         refused.incrementAndGet();
+        config.metrics().error("refused");
         String who = peer == null ? "" : " (pid " + peer.pid() + ", uid " + peer.uid() + ")";
         config.log().accept(id + " refused" + who + ": " + why);
         config.events().emit("refused", "vm", id, "peer_pid", peer == null ? null : peer.pid(), "peer_uid", peer == null ? null : peer.uid(),
@@ -307,6 +316,7 @@ public final class PageServer implements AutoCloseable {
             @Override
             public void failed(VmConnection c, String message) {
                 failures.incrementAndGet();
+                config.metrics().error("failed");
                 config.log().accept(id + " failed: " + message);
                 config.events().emit("failure", "vm", id, "peer_pid", c.peer.pid(), "reason", message, "on_failure", config.onFailure().name().toLowerCase());
                 switch (config.onFailure()) {
@@ -335,6 +345,7 @@ public final class PageServer implements AutoCloseable {
 
             @Override
             public void ended(VmConnection c) {
+                config.metrics().retire(new VmView(c));
                 live.remove(c);
                 synchronized (PageServer.this) {
                     ended.add(c);

@@ -51,7 +51,7 @@ class FirecrackerProtocolTest {
 
     static PageServer server(Path dir, MemoryFile file, Set<Integer> uids, List<String> log) {
         return PageServer.start(new PageServer.Config(dir.resolve("h.sock"), uids, 8, file, file.size(), Prefetch.NONE, null, 0,
-                PageServer.OnFailure.CLOSE, 5000, EventLog.NONE, log::add));
+                PageServer.OnFailure.CLOSE, 5000, EventLog.NONE, null, log::add));
     }
 
     static Set<Integer> ownUid() throws Exception {
