@@ -162,20 +162,28 @@ final class VmConnection implements Runnable {
 
     private void serve() {
         while (!stopping) {
-            int n = uffd.readEvents(caller, events);
-            if (n > 0) {
-                if (firstFaultNanos == 0) firstFaultNanos = System.nanoTime();
-                handleBatch(n);
-                if (n == EVENTS) continue;   // more may be queued
-            }
-            if (retries > 0) {
-                retryPending();
-                if (retries > 0) { sleep(1); continue; }   // a REMOVE is still being delivered: let it finish
-            }
-            if (recordNanos > 0 && !recordDelivered && System.nanoTime() - startedNanos >= recordNanos) deliverRecording();
-            if (prefetchStep()) continue;
-            if (n == 0 || n < EVENTS) sleep(timeout());
+            // each turn is a method of its own: the JIT compiles it as any hot method, where a loop that
+            // never returns could only be compiled on-stack, late (docs/paging.md)
+            turn();
         }
+    }
+
+    /** Reads and serves what is pending, retries, one chunk of prefetch; else sleeps in poll(). */
+    private void turn() {
+        int n = uffd.readEvents(caller, events);
+        if (n > 0) {
+            if (firstFaultNanos == 0) firstFaultNanos = System.nanoTime();
+            handleBatch(n);
+            if (n == EVENTS) return;   // more may be queued
+        }
+        if (retries > 0) {
+            retryPending();
+            if (retries > 0) sleep(1);   // a REMOVE is still being delivered: let it finish
+            return;
+        }
+        if (recordNanos > 0 && !recordDelivered && System.nanoTime() - startedNanos >= recordNanos) deliverRecording();
+        if (prefetchStep()) return;
+        sleep(timeout());
     }
 
     /** How long poll() may sleep: until the recording window ends, else for ever. */
