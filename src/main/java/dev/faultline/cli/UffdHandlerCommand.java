@@ -2,7 +2,11 @@ package dev.faultline.cli;
 
 import dev.faultline.pageserver.MemoryFile;
 import dev.faultline.pageserver.PageServer;
+import dev.faultline.paging.PageSource;
 import dev.faultline.paging.PageSourceException;
+import dev.faultline.snapshot.Snapshot;
+import dev.faultline.snapshot.SnapshotException;
+import dev.faultline.snapshot.SnapshotSource;
 import dev.faultline.paging.Prefetch;
 import dev.faultline.telemetry.EventLog;
 import dev.faultline.telemetry.MetricsServer;
@@ -14,6 +18,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.Callable;
+import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
@@ -36,9 +41,19 @@ final class UffdHandlerCommand implements Callable<Integer> {
                     + "unless sticky; a stale socket is replaced, a live one refused.")
     Path socket;
 
-    @Option(names = "--mem-file", paramLabel = "FILE", required = true,
-            description = "The snapshot's memory file (Firecracker's mem_file_path): guest memory, region after region from offset 0.")
-    Path memFile;
+    static final class Source {
+        @Option(names = "--mem-file", paramLabel = "FILE", required = true,
+                description = "The snapshot's memory file (Firecracker's mem_file_path): guest memory, region after region from offset 0.")
+        Path memFile;
+
+        @Option(names = "--snapshot", paramLabel = "DIR", required = true,
+                description = "A faultline snapshot directory instead: its guest RAM is the memory (file offset = guest-physical address), "
+                        + "checked as 'restore' checks it (each chunk's SHA-256 on first touch). For 'restore DIR --lazy --uffd-handler SOCKET'.")
+        Path snapshot;
+    }
+
+    @ArgGroup(exclusive = true, multiplicity = "1")
+    Source source;
 
     @Option(names = "--allow-uid", paramLabel = "UID",
             description = "A user id whose processes may connect (repeatable). Default: this process's own uid only.")
@@ -120,17 +135,30 @@ final class UffdHandlerCommand implements Callable<Integer> {
         } catch (PageSourceException e) {
             throw new UserError("--prefetch: " + e.getMessage());
         }
-        MemoryFile file;
-        try {
-            file = MemoryFile.open(memFile, populate);
-        } catch (IllegalArgumentException e) {
-            throw new UserError(e.getMessage());
+        PageSource file;
+        long fileBytes;
+        if (source.memFile != null) {
+            try {
+                MemoryFile f = MemoryFile.open(source.memFile, populate);
+                file = f;
+                fileBytes = f.size();
+            } catch (IllegalArgumentException e) {
+                throw new UserError(e.getMessage());
+            }
+        } else {
+            try {
+                Snapshot snap = Snapshot.open(source.snapshot);
+                file = new SnapshotFile(snap);
+                fileBytes = snap.ramBytes();
+            } catch (SnapshotException e) {
+                throw new UserError(e.getMessage());
+            }
         }
         PagingMetrics metrics = new PagingMetrics();
         try (file; EventLog events = telemetry.openEvents(); MetricsServer m = telemetry.startMetrics("uffd-handler", err, metrics)) {
             PageServer server;
             try {
-                server = PageServer.start(new PageServer.Config(socket, uids, maxVms, file, file.size(), p, recordWorkingSet, recordMs, failure,
+                server = PageServer.start(new PageServer.Config(socket, uids, maxVms, file, fileBytes, p, recordWorkingSet, recordMs, failure,
                         handshakeTimeoutMs, events, metrics, line -> {
                             err.println("uffd-handler: " + line);
                             err.flush();
@@ -157,6 +185,15 @@ final class UffdHandlerCommand implements Callable<Integer> {
                     + server.failures() + " failed");
             return 0;
         }
+    }
+
+    /** A snapshot's RAM as the handler's memory: {@link SnapshotSource}'s pages (chunks checked on first touch), the snapshot closed with it. */
+    private record SnapshotFile(Snapshot snap, SnapshotSource pages) implements PageSource {
+        SnapshotFile(Snapshot snap) { this(snap, new SnapshotSource(snap)); }
+        @Override public void fill(long gpa, java.lang.foreign.MemorySegment dst, long off, long len) { pages.fill(gpa, dst, off, len); }
+        @Override public boolean isZero(long gpa, long len) { return pages.isZero(gpa, len); }
+        @Override public String describe() { return "snapshot of " + snap.ramBytes() + " bytes of RAM"; }
+        @Override public void close() { snap.close(); }
     }
 
     static int ownUid() {

@@ -122,15 +122,26 @@ public final class Restore {
     }
 
     /**
-     * The prefetch a restore takes by name: "none" or "readahead" ({@link Prefetch#DEFAULT_READAHEAD}).
+     * The prefetch a restore takes by name: "none", "readahead" ({@link Prefetch#DEFAULT_READAHEAD}) or
+     * "replay:FILE" (a working set recorded by an earlier restore of the same snapshot, {@link Recording}).
      * @throws IllegalArgumentException naming the accepted words
+     * @throws dev.faultline.paging.PageSourceException for a working-set file that cannot be used
      */
     public static Prefetch prefetchNamed(String name) {
-        return switch (name) {
-            case "none" -> Prefetch.NONE;
-            case "readahead" -> Prefetch.DEFAULT_READAHEAD;
-            default -> throw new IllegalArgumentException("none or readahead, not '" + name + "'");
-        };
+        return Prefetch.parse(name);
+    }
+
+    /**
+     * Record the guest-physical pages the guest touches (first touch first) in its first {@code millis}
+     * (0: its whole run) and write them to {@code file} ({@link dev.faultline.paging.WorkingSet}'s format)
+     * after the run, for {@code --prefetch replay:FILE} next time. Every touch must fault to be seen, so
+     * the restore runs with prefetch none.
+     */
+    public record Recording(Path file, long millis) {
+        public Recording {
+            if (file == null) throw new IllegalArgumentException("a recording needs a file");
+            if (millis < 0) throw new IllegalArgumentException("a recording window is 0 (whole run) or positive, not " + millis + " ms");
+        }
     }
 
     /**
@@ -141,10 +152,10 @@ public final class Restore {
      * @param delivery who serves a lazy restore's faults; null: the backend's own (kvm uffd, ref exit)
      */
     public record Options(String backend, Mode mode, Verify verify, Prefetch prefetch, int handlers, Duration timeout,
-                          Function<String, Hypervisor> backends, Shells shells, Delivery delivery) {
+                          Function<String, Hypervisor> backends, Shells shells, Delivery delivery, Recording recording, Path uffdHandler) {
         public Options(String backend, Mode mode, Verify verify, Prefetch prefetch, int handlers, Duration timeout,
                        Function<String, Hypervisor> backends) {
-            this(backend, mode, verify, prefetch, handlers, timeout, backends, null, null);
+            this(backend, mode, verify, prefetch, handlers, timeout, backends, null, null, null, null);
         }
 
         public Options {
@@ -155,6 +166,19 @@ public final class Restore {
             if (timeout == null) timeout = Duration.ofMinutes(5);
             if (backends == null) backends = Backends::open;
             if (shells == null) shells = Shells.NONE;
+            if (recording != null && mode == Mode.EAGER) throw new IllegalArgumentException("an eager restore has no faults to record a working set from");
+            if (recording != null && !(prefetch instanceof Prefetch.None)) {
+                throw new IllegalArgumentException("recording a working set needs prefetch none (pages installed ahead of a touch are never seen), not "
+                        + Prefetch.name(prefetch));
+            }
+            if (prefetch instanceof Prefetch.Replay && delivery == Delivery.EXIT) {
+                throw new IllegalArgumentException("replaying a working set needs userfaultfd handler threads, which install it in the background "
+                        + "(delivery uffd on kvm), not exit delivery");
+            }
+            if (uffdHandler != null && (mode == Mode.EAGER || delivery == Delivery.EXIT || recording != null || !(prefetch instanceof Prefetch.None))) {
+                throw new IllegalArgumentException("a restore handed to an external page-fault handler is lazy, delivered through userfaultfd, "
+                        + "with the handler's own prefetch and recording (--prefetch none here)");
+            }
             if (delivery == Delivery.EXIT && handlers > 1) {
                 throw new IllegalArgumentException("exit delivery has one handler thread, for host threads' faults only (each vCPU serves "
                         + "its own): not " + handlers + " handlers");
@@ -165,11 +189,15 @@ public final class Restore {
             return new Options(backend, mode, null, null, 1, null, null);
         }
 
-        public Options withVerify(Verify v) { return new Options(backend, mode, v, prefetch, handlers, timeout, backends, shells, delivery); }
-        public Options withPrefetch(Prefetch p) { return new Options(backend, mode, verify, p, handlers, timeout, backends, shells, delivery); }
-        public Options withBackends(Function<String, Hypervisor> b) { return new Options(backend, mode, verify, prefetch, handlers, timeout, b, shells, delivery); }
-        public Options withShells(Shells s) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, s, delivery); }
-        public Options withDelivery(Delivery d) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, d); }
+        public Options withVerify(Verify v) { return new Options(backend, mode, v, prefetch, handlers, timeout, backends, shells, delivery, recording, uffdHandler); }
+        public Options withPrefetch(Prefetch p) { return new Options(backend, mode, verify, p, handlers, timeout, backends, shells, delivery, recording, uffdHandler); }
+        public Options withBackends(Function<String, Hypervisor> b) { return new Options(backend, mode, verify, prefetch, handlers, timeout, b, shells, delivery, recording, uffdHandler); }
+        public Options withShells(Shells s) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, s, delivery, recording, uffdHandler); }
+        public Options withDelivery(Delivery d) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, d, recording, uffdHandler); }
+        /** Records the working set of this restore ({@link Recording}); null: none. */
+        public Options withRecording(Recording r) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, delivery, r, uffdHandler); }
+        /** Hands the RAM to the external page-fault handler listening on {@code socket}, as Firecracker does; null: faultline's own handler threads. */
+        public Options withUffdHandler(Path socket) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, delivery, recording, socket); }
     }
 
     /**
@@ -235,8 +263,10 @@ public final class Restore {
     }
 
     /** @param delivery who served the lazy restore's faults (null for an eager one) */
+    /** @param recordedPages pages of the working set written ({@link Options#recording}), or -1 when none was recorded */
     public record Result(SnapshotDescription snapshot, String backend, Mode mode, Verify verify, Delivery delivery, RunReport report,
-                         PagingStats paging, long chunksVerified, long bytesRead, Timings timings, Comparison comparison, String failure) {
+                         PagingStats paging, long chunksVerified, long bytesRead, Timings timings, Comparison comparison, String failure,
+                         long recordedPages) {
         public boolean ok() { return failure == null && report.clean() && comparison.ok(); }
     }
 
@@ -245,7 +275,7 @@ public final class Restore {
         CompletableFuture<String> backendName = new CompletableFuture<>();
         Checks checks = new Checks(dir, o, backendName);
         PagerSlot slot = new PagerSlot();
-        FirstEntry first = new FirstEntry();
+        FirstEntry first = new FirstEntry(o.recording() == null ? 0 : o.recording().millis());
         Hypervisor hv = null;
         VmShell shell = null;
         Machine m = null;
@@ -295,12 +325,22 @@ public final class Restore {
             RunReport report = machine.start().await();
             long ended = System.nanoTime() - t0;
             String failure = pager != null && pager.failureMessage() != null ? pager.failureMessage() : first.fillFailure;
+            long recorded = -1;
+            if (o.recording() != null && core != null && failure == null) {
+                dev.faultline.paging.WorkingSet ws = core.recordedWorkingSet();
+                try {
+                    ws.write(o.recording().file());
+                    recorded = ws.size();
+                } catch (java.io.IOException e) {
+                    failure = "the working set could not be written to " + o.recording().file() + ": " + e.getMessage();
+                }
+            }
             Timings t = new Timings(checked.describedAt() - t0, backendOpened, vmReady, descriptionJoined, machineBuilt,
                     checked.doneAt() - t0, checksJoined, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos);
             Comparison c = compare(d, report, ram, failure);
             Delivery delivery = o.mode() == Mode.LAZY ? deliveryOn(backend.name(), o.delivery()) : null;
             return new Result(d, backend.name(), o.mode(), o.verify(), delivery, report, core == null ? null : new PagingStats(core),
-                    snap.chunksVerified(), snap.bytesRead(), t, c, failure);
+                    snap.chunksVerified(), snap.bytesRead(), t, c, failure, recorded);
         }
     }
 
@@ -463,7 +503,18 @@ public final class Restore {
         int vcpus = snap.description().vcpus().size();
         boolean exits = deliveryOn(backend, o.delivery()) == Delivery.EXIT;
         Prefetch prefetch = exits ? ExitPager.onFaultingThread(o.prefetch()) : o.prefetch();
-        FaultCore core = new FaultCore(new SnapshotSource(snap), base, size, vcpus, prefetch, false);
+        if (prefetch instanceof Prefetch.Replay r && r.order().spaceBytes() != snap.description().ramBytes()) {
+            throw new IllegalArgumentException("the working set was recorded for " + r.order().spaceBytes() + " bytes of guest RAM, this snapshot has "
+                    + snap.description().ramBytes() + ": record it again from this snapshot");
+        }
+        if (prefetch instanceof Prefetch.Replay && exits) {
+            throw new IllegalArgumentException("replaying a working set needs userfaultfd handler threads (delivery uffd on kvm), which install it in the background");
+        }
+        FaultCore core = new FaultCore(new SnapshotSource(snap), base, size, vcpus, prefetch, o.recording() != null);
+        if (o.uffdHandler() != null) {
+            if (!backend.equals("kvm")) throw new IllegalArgumentException("an external page-fault handler needs the kvm backend (userfaultfd), not " + backend);
+            return new dev.faultline.pageserver.ExternalHandlerPager(core, o.uffdHandler());
+        }
         if (backend.equals("ref")) return new ExitPager(core);
         return new UffdPager(core, exits ? UffdPager.Config.exitDelivery(UffdPager.Mode.MISSING)
                 : new UffdPager.Config(UffdPager.Mode.MISSING, o.handlers(), 0, false, List.of(), UffdPager.Pinning.NONE));
@@ -514,6 +565,12 @@ public final class Restore {
      */
     private static final class FirstEntry {
         final AtomicLong at = new AtomicLong(Long.MAX_VALUE);
+        final long recordMillis;
+
+        FirstEntry(long recordMillis) {
+            this.recordMillis = recordMillis;
+        }
+
         volatile String fillFailure;
         volatile long fillNanos;
         volatile long prepared;
@@ -523,6 +580,7 @@ public final class Restore {
                 MemoryPreparer.Session s = slot.prepare(context);
                 prepared = System.nanoTime();
                 DemandPager pager = slot.pager();
+                if (recordMillis > 0 && pager != null) pager.core().recordFor(recordMillis * 1_000_000L);
                 return new MemoryPreparer.Session() {
                     @Override
                     public void vcpuThreadStarted(int index) {
