@@ -2,7 +2,6 @@ package dev.faultline.paging;
 
 import dev.faultline.sys.ErrnoException;
 import dev.faultline.sys.FileStatus;
-import dev.faultline.sys.HostMemory;
 import dev.faultline.sys.Libc;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -145,7 +144,7 @@ public final class WorkingSet {
     }
 
     private static byte[] readFully(Path file, int fd, int size) {
-        MemorySegment buf = HostMemory.scratch(size);
+        MemorySegment buf = java.lang.foreign.Arena.ofAuto().allocate(size, 8);
         long done = 0;
         while (done < size) {
             long n = Libc.pread(fd, buf.address() + done, size - done, done);

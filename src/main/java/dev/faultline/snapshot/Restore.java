@@ -227,10 +227,11 @@ public final class Restore {
      * the low 1 MiB copied in); {@code pagingReady} (lazy: userfaultfd registered and handler
      * threads started, or the exit-on-missing bitmap set); {@code firstEntry} (the first vCPU thread
      * is about to make its first KVM_RUN / ref run call); {@code ended} (every vCPU stopped,
-     * untouched pages copied in, RAM hashed).
+     * untouched pages copied in, RAM hashed); {@code guestNanos}: from the first vCPU's first entry to
+     * the last vCPU's last exit (the guest's own run).
      */
     public record Timings(long described, long backendOpened, long vmReady, long descriptionJoined, long machineBuilt, long checked,
-                          long checksJoined, long memoryReady, long pagingReady, long firstEntry, long ended, long fillRestNanos) {
+                          long checksJoined, long memoryReady, long pagingReady, long firstEntry, long ended, long fillRestNanos, long guestNanos) {
         public Map<String, Object> toMap() {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("describe_ms", ms(described));
@@ -246,6 +247,8 @@ public final class Restore {
             m.put("paging_setup_ms", ms(pagingReady - memoryReady));
             m.put("vcpu_thread_start_ms", ms(firstEntry - pagingReady));
             m.put("to_first_instruction_ms", ms(firstEntry));
+            m.put("guest_run_ms", ms(guestNanos));
+            m.put("to_guest_end_ms", ms(firstEntry + guestNanos));
             m.put("to_completion_ms", ms(ended));
             m.put("copy_untouched_pages_ms", ms(fillRestNanos));
             return m;
@@ -336,7 +339,8 @@ public final class Restore {
                 }
             }
             Timings t = new Timings(checked.describedAt() - t0, backendOpened, vmReady, descriptionJoined, machineBuilt,
-                    checked.doneAt() - t0, checksJoined, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos);
+                    checked.doneAt() - t0, checksJoined, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos,
+                    first.lastStop.get() == Long.MIN_VALUE ? 0 : first.lastStop.get() - first.at.get());
             Comparison c = compare(d, report, ram, failure);
             Delivery delivery = o.mode() == Mode.LAZY ? deliveryOn(backend.name(), o.delivery()) : null;
             return new Result(d, backend.name(), o.mode(), o.verify(), delivery, report, core == null ? null : new PagingStats(core),
@@ -573,6 +577,7 @@ public final class Restore {
 
         volatile String fillFailure;
         volatile long fillNanos;
+        final AtomicLong lastStop = new AtomicLong(Long.MIN_VALUE);
         volatile long prepared;
 
         MemoryPreparer wrap(PagerSlot slot) {
@@ -590,7 +595,10 @@ public final class Restore {
                     }
 
                     @Override
-                    public void vcpuThreadStopping(int index) { s.vcpuThreadStopping(index); }
+                    public void vcpuThreadStopping(int index) {
+                        lastStop.accumulateAndGet(System.nanoTime(), Math::max);
+                        s.vcpuThreadStopping(index);
+                    }
 
                     @Override
                     public void close() {
