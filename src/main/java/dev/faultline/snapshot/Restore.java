@@ -152,10 +152,11 @@ public final class Restore {
      * @param delivery who serves a lazy restore's faults; null: the backend's own (kvm uffd, ref exit)
      */
     public record Options(String backend, Mode mode, Verify verify, Prefetch prefetch, int handlers, Duration timeout,
-                          Function<String, Hypervisor> backends, Shells shells, Delivery delivery, Recording recording, Path uffdHandler) {
+                          Function<String, Hypervisor> backends, Shells shells, Delivery delivery, Recording recording, Path uffdHandler,
+                          Observer observer) {
         public Options(String backend, Mode mode, Verify verify, Prefetch prefetch, int handlers, Duration timeout,
                        Function<String, Hypervisor> backends) {
-            this(backend, mode, verify, prefetch, handlers, timeout, backends, null, null, null, null);
+            this(backend, mode, verify, prefetch, handlers, timeout, backends, null, null, null, null, null);
         }
 
         public Options {
@@ -166,6 +167,7 @@ public final class Restore {
             if (timeout == null) timeout = Duration.ofMinutes(5);
             if (backends == null) backends = Backends::open;
             if (shells == null) shells = Shells.NONE;
+            if (observer == null) observer = Observer.NONE;
             if (recording != null && mode == Mode.EAGER) throw new IllegalArgumentException("an eager restore has no faults to record a working set from");
             if (recording != null && !(prefetch instanceof Prefetch.None)) {
                 throw new IllegalArgumentException("recording a working set needs prefetch none (pages installed ahead of a touch are never seen), not "
@@ -189,15 +191,31 @@ public final class Restore {
             return new Options(backend, mode, null, null, 1, null, null);
         }
 
-        public Options withVerify(Verify v) { return new Options(backend, mode, v, prefetch, handlers, timeout, backends, shells, delivery, recording, uffdHandler); }
-        public Options withPrefetch(Prefetch p) { return new Options(backend, mode, verify, p, handlers, timeout, backends, shells, delivery, recording, uffdHandler); }
-        public Options withBackends(Function<String, Hypervisor> b) { return new Options(backend, mode, verify, prefetch, handlers, timeout, b, shells, delivery, recording, uffdHandler); }
-        public Options withShells(Shells s) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, s, delivery, recording, uffdHandler); }
-        public Options withDelivery(Delivery d) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, d, recording, uffdHandler); }
+        public Options withVerify(Verify v) { return new Options(backend, mode, v, prefetch, handlers, timeout, backends, shells, delivery, recording, uffdHandler, observer); }
+        public Options withPrefetch(Prefetch p) { return new Options(backend, mode, verify, p, handlers, timeout, backends, shells, delivery, recording, uffdHandler, observer); }
+        public Options withBackends(Function<String, Hypervisor> b) { return new Options(backend, mode, verify, prefetch, handlers, timeout, b, shells, delivery, recording, uffdHandler, observer); }
+        public Options withShells(Shells s) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, s, delivery, recording, uffdHandler, observer); }
+        public Options withDelivery(Delivery d) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, d, recording, uffdHandler, observer); }
         /** Records the working set of this restore ({@link Recording}); null: none. */
-        public Options withRecording(Recording r) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, delivery, r, uffdHandler); }
+        public Options withRecording(Recording r) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, delivery, r, uffdHandler, observer); }
         /** Hands the RAM to the external page-fault handler listening on {@code socket}, as Firecracker does; null: faultline's own handler threads. */
-        public Options withUffdHandler(Path socket) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, delivery, recording, socket); }
+        public Options withUffdHandler(Path socket) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, delivery, recording, socket, observer); }
+        /** Tells {@code o} of the restore's moments as they happen (a service's metrics and events). */
+        public Options withObserver(Observer o) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, delivery, recording, uffdHandler, o); }
+    }
+
+    /**
+     * Told of a restore's moments as they happen, on the threads they happen on (keep it short and
+     * never block: the first-instruction call is on a vCPU thread just before it enters the guest).
+     */
+    public interface Observer {
+        /** A lazy restore's demand paging is set up: {@code core} serves (or, with an external handler, stands for) its faults. */
+        default void pagingStarted(FaultCore core) {}
+
+        /** The first vCPU is about to enter the guest, {@code nanos} after the restore began. */
+        default void firstInstruction(long nanos) {}
+
+        Observer NONE = new Observer() {};
     }
 
     /**
@@ -278,7 +296,7 @@ public final class Restore {
         CompletableFuture<String> backendName = new CompletableFuture<>();
         Checks checks = new Checks(dir, o, backendName);
         PagerSlot slot = new PagerSlot();
-        FirstEntry first = new FirstEntry(o.recording() == null ? 0 : o.recording().millis());
+        FirstEntry first = new FirstEntry(o.recording() == null ? 0 : o.recording().millis(), o.observer(), t0);
         Hypervisor hv = null;
         VmShell shell = null;
         Machine m = null;
@@ -569,10 +587,13 @@ public final class Restore {
      */
     private static final class FirstEntry {
         final AtomicLong at = new AtomicLong(Long.MAX_VALUE);
-        final long recordMillis;
+        final long recordMillis, started;
+        final Observer observer;
 
-        FirstEntry(long recordMillis) {
+        FirstEntry(long recordMillis, Observer observer, long started) {
             this.recordMillis = recordMillis;
+            this.observer = observer;
+            this.started = started;
         }
 
         volatile String fillFailure;
@@ -586,12 +607,13 @@ public final class Restore {
                 prepared = System.nanoTime();
                 DemandPager pager = slot.pager();
                 if (recordMillis > 0 && pager != null) pager.core().recordFor(recordMillis * 1_000_000L);
+                if (pager != null) observer.pagingStarted(pager.core());
                 return new MemoryPreparer.Session() {
                     @Override
                     public void vcpuThreadStarted(int index) {
                         s.vcpuThreadStarted(index);
                         long now = System.nanoTime();
-                        at.accumulateAndGet(now, Math::min);
+                        if (at.getAndAccumulate(now, Math::min) == Long.MAX_VALUE) observer.firstInstruction(now - started);
                     }
 
                     @Override
