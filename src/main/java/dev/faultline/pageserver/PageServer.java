@@ -11,6 +11,7 @@ import dev.faultline.sys.UnixSocket;
 import dev.faultline.sys.Userfaultfd;
 import dev.faultline.telemetry.EventLog;
 import dev.faultline.telemetry.PagingMetrics;
+import dev.faultline.vmm.ThreadPriority;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -60,9 +61,12 @@ public final class PageServer implements AutoCloseable {
      * @param recordMillis  the recording window from the VM's handshake (0: its whole life)
      * @param handshakeMillis how long a connection may take to send its handshake
      * @param metrics       where each VM is scraped while it is served (its figures join the totals when it ends)
+     * @param scheduling    how each VM's handler thread is scheduled (nice -5 by default: a woken handler does not
+     *     queue behind other work on its CPU, docs/paging.md); refused (EPERM), the thread runs normally and the log says so
      */
     public record Config(Path socket, Set<Integer> allowedUids, int maxVms, PageSource file, long fileBytes, Prefetch prefetch, Path recordTo,
-                         long recordMillis, OnFailure onFailure, int handshakeMillis, EventLog events, PagingMetrics metrics, Consumer<String> log) {
+                         long recordMillis, OnFailure onFailure, int handshakeMillis, EventLog events, PagingMetrics metrics, Consumer<String> log,
+                         ThreadPriority scheduling) {
         public Config {
             if (maxVms < 1) throw new IllegalArgumentException("at least one VM must be allowed, not " + maxVms);
             if (handshakeMillis < 1) throw new IllegalArgumentException("the handshake timeout must be positive, not " + handshakeMillis + " ms");
@@ -73,11 +77,22 @@ public final class PageServer implements AutoCloseable {
             if (events == null) events = EventLog.NONE;
             if (metrics == null) metrics = new PagingMetrics();
             if (log == null) log = line -> { };
+            if (scheduling == null) scheduling = DEFAULT_SCHEDULING;
+        }
+
+        /** ... with handler threads at {@link #DEFAULT_SCHEDULING}. */
+        public Config(Path socket, Set<Integer> allowedUids, int maxVms, PageSource file, long fileBytes, Prefetch prefetch, Path recordTo,
+                      long recordMillis, OnFailure onFailure, int handshakeMillis, EventLog events, PagingMetrics metrics, Consumer<String> log) {
+            this(socket, allowedUids, maxVms, file, fileBytes, prefetch, recordTo, recordMillis, onFailure, handshakeMillis, events, metrics, log, null);
         }
     }
 
+    /** Handler threads at nice -5, as faultline's own handlers that sleep waiting for faults (docs/paging.md). */
+    public static final ThreadPriority DEFAULT_SCHEDULING = ThreadPriority.nice(-5);
+
     private final Config config;
     private final UnixSocket listener;
+    private volatile boolean schedulingRefusalLogged;
     private final Thread acceptThread;
     private final Set<VmConnection> live = ConcurrentHashMap.newKeySet();
     private final List<VmConnection> ended = new ArrayList<>();
@@ -222,6 +237,11 @@ public final class PageServer implements AutoCloseable {
                 h.regions().size(), h.totalBytes() >> 20, h.shape().label()));
         config.events().emit("connection", "vm", id, "peer_pid", peer.pid(), "peer_uid", peer.uid(), "regions", h.regions().size(),
                 "bytes", h.totalBytes(), "handshake", h.shape().label());
+        int errno = config.scheduling().applyToCurrentThread();
+        if (errno != 0 && !schedulingRefusalLogged) {
+            schedulingRefusalLogged = true;
+            config.log().accept("handler threads run unprioritised: " + config.scheduling() + " refused: " + dev.faultline.sys.Errno.describe(errno));
+        }
         vm.run();
     }
 
