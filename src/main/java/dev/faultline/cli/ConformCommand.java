@@ -17,6 +17,8 @@ import picocli.CommandLine.Option;
         description = {"Differential conformance: runs N random guest programs (arithmetic and flags at every size,",
                 "loads and stores, loops, branches, calls, string stores, port I/O, MMIO above RAM) and every built-in",
                 "workload on two backends, and compares the exits in order, the final registers and the RAM SHA-256.",
+                "Programs never read a status flag the architecture leaves undefined (CPUs differ there), and",
+                "the flags a program leaves undefined at its end are not compared (its listing names them).",
                 "A mismatching program is shrunk to a smaller one that still disagrees. Needs /dev/kvm for the",
                 "default comparison (kvm is the reference); without it nothing is compared and the exit code is 4.",
                 "Exit code 0 when everything agrees, 1 on any mismatch."})

@@ -4,6 +4,7 @@ import dev.faultline.hv.ExitRecord;
 import dev.faultline.hv.Hypervisor;
 import dev.faultline.hv.Regs;
 import dev.faultline.guest.GuestImage;
+import dev.faultline.ref.x86.FlagEffect;
 import dev.faultline.vmm.ExitLog;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.MachineSpec;
@@ -39,8 +40,11 @@ record Observation(String backend, List<String> outcomes, List<List<ExitRecord>>
         }
     }
 
-    /** The first difference between two observations, or null when they agree. */
-    static String firstDifference(Observation a, Observation b) {
+    /**
+     * The first difference between two observations, or null when they agree. RFLAGS bits in
+     * {@code undefinedFlags} are not compared: they hold whatever each CPU chooses (FlagFlow).
+     */
+    static String firstDifference(Observation a, Observation b, long undefinedFlags) {
         for (int v = 0; v < a.exits.size(); v++) {
             List<ExitRecord> ea = a.exits.get(v), eb = b.exits.get(v);
             int n = Math.min(ea.size(), eb.size());
@@ -58,8 +62,10 @@ record Observation(String backend, List<String> outcomes, List<List<ExitRecord>>
             }
             for (String name : Regs.REPORT_ORDER) {
                 long x = a.regs.get(v).byName(name), y = b.regs.get(v).byName(name);
-                if (x != y) {
-                    return String.format("vCPU %d register %s: %s 0x%x, %s 0x%x", v, name, a.backend, x, b.backend, y);
+                long ignored = name.equals("rflags") ? undefinedFlags : 0;
+                if ((x & ~ignored) != (y & ~ignored)) {
+                    return String.format("vCPU %d register %s: %s 0x%x, %s 0x%x%s", v, name, a.backend, x, b.backend, y,
+                            ignored == 0 ? "" : " (" + FlagEffect.names(ignored) + " undefined, not compared)");
                 }
             }
         }

@@ -4,13 +4,15 @@ import dev.faultline.guest.BootProtocol;
 import dev.faultline.guest.GuestImage;
 import dev.faultline.guest.asm.Assembler;
 import dev.faultline.guest.asm.Reg;
+import dev.faultline.ref.x86.FlagEffect;
 import java.util.ArrayList;
 import java.util.List;
 
 /**
  * A generated guest program: a prologue that gives every register a seeded value, the steps, and an
  * epilogue that saves RAX and RDX to the data area, reports done (code 0) without touching the flags,
- * and halts. The final registers, flags and RAM are what the backends must agree on.
+ * and halts. The final registers, the flags defined at the end ({@link #definedFlagsAtEnd}) and RAM
+ * are what the backends must agree on.
  */
 record Program(long seed, int index, long[] initialRegs, List<Op> ops) {
     /** Where the data area starts; R15 holds it throughout. */
@@ -21,6 +23,16 @@ record Program(long seed, int index, long[] initialRegs, List<Op> ops) {
 
     Program withOps(List<Op> subset) {
         return new Program(seed, index, initialRegs, List.copyOf(subset));
+    }
+
+    /**
+     * The status flags that hold architecturally defined values when the program ends (the VMM starts
+     * it with RFLAGS 0x2, all defined; prologue and epilogue touch no flag).
+     * @throws FlagFlow.UndefinedFlagRead if a step reads a flag that may be undefined (never for a
+     *         generated program; possible for a subset of one)
+     */
+    long definedFlagsAtEnd() {
+        return FlagFlow.sequence(ops).after(FlagEffect.STATUS);
     }
 
     GuestImage image() {
@@ -51,6 +63,12 @@ record Program(long seed, int index, long[] initialRegs, List<Op> ops) {
         }
         out.add(init.toString());
         for (Op op : ops) out.add(op.text());
+        try {
+            long undefined = FlagEffect.STATUS & ~definedFlagsAtEnd();
+            if (undefined != 0) out.add("end: undefined flags " + FlagEffect.names(undefined) + " (not compared)");
+        } catch (FlagFlow.UndefinedFlagRead e) {
+            out.add("end: not a valid program: " + e.getMessage());
+        }
         return out;
     }
 }
