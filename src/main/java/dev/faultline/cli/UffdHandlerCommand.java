@@ -166,7 +166,8 @@ final class UffdHandlerCommand implements Callable<Integer> {
             } catch (IllegalArgumentException e) {
                 throw new UserError(e.getMessage());
             }
-            if (vms > 0) server.onVmEnded(v -> { if (server.endedVms().size() >= vms) Thread.ofPlatform().daemon().start(server::close); });
+            java.util.concurrent.atomic.AtomicLong endedCount = new java.util.concurrent.atomic.AtomicLong();
+            if (vms > 0) server.onVmEnded(v -> { if (endedCount.incrementAndGet() == vms) Thread.ofPlatform().daemon().start(server::close); });
             Thread hook = new Thread(server::close, "uffd-handler-shutdown");
             Runtime.getRuntime().addShutdownHook(hook);
             err.println("uffd-handler: listening on " + socket + " (" + file.describe() + ", prefetch " + Prefetch.describe(p) + ", uids " + uids + ")");

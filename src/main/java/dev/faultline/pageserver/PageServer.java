@@ -97,6 +97,7 @@ public final class PageServer implements AutoCloseable {
     private final Set<VmConnection> live = ConcurrentHashMap.newKeySet();
     private final List<VmConnection> ended = new ArrayList<>();
     private final AtomicLong connections = new AtomicLong(), refused = new AtomicLong(), failures = new AtomicLong();
+    private final java.util.concurrent.atomic.AtomicInteger slots = new java.util.concurrent.atomic.AtomicInteger();
     private final AtomicReference<String> fatal = new AtomicReference<>();
     private final CountDownLatch end = new CountDownLatch(1);
     private volatile boolean closed, recordingTaken;
@@ -191,7 +192,18 @@ public final class PageServer implements AutoCloseable {
             }
             if (c == null) continue;
             String id = "vm-" + ++n;
-            Thread.ofPlatform().name("uffd-handler-" + id).daemon().start(() -> admit(id, c));
+            if (slots.incrementAndGet() > config.maxVms()) {   // connections being admitted or served: bounded, so are their threads
+                slots.decrementAndGet();
+                refuse(id, c, null, "already serving " + config.maxVms() + " VMs (--max-vms)");
+                continue;
+            }
+            Thread.ofPlatform().name("uffd-handler-" + id).daemon().start(() -> {
+                try {
+                    admit(id, c);
+                } finally {
+                    slots.decrementAndGet();
+                }
+            });
         }
     }
 
@@ -206,10 +218,6 @@ public final class PageServer implements AutoCloseable {
         }
         if (!config.allowedUids().contains(peer.uid())) {
             refuse(id, c, peer, "its uid " + peer.uid() + " is not allowed (--allow-uid)");
-            return;
-        }
-        if (live.size() >= config.maxVms()) {
-            refuse(id, c, peer, "already serving " + config.maxVms() + " VMs (--max-vms)");
             return;
         }
         UnixSocket.Received got;
