@@ -98,7 +98,7 @@ final class MigrateListenCommand implements Callable<Integer> {
         d.onPaging(watch::started);
         try (events; MetricsServer m = telemetry.startMetrics("migrate listen", new java.io.PrintWriter(System.err, true), metrics);
              ServerSocket server = MigrationDestination.listen(bind, port)) {
-            events.emit("listening", "address", bind + ":" + server.getLocalPort());
+            events.emit("listening", "address", bind + ":" + server.getLocalPort(), "metrics_port", m == null ? null : m.port());
             System.err.println("faultline migrate listen: listening on " + bind + ":" + server.getLocalPort());
             System.err.flush();
             Map<String, Object> report;

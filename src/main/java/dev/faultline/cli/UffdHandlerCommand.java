@@ -170,7 +170,8 @@ final class UffdHandlerCommand implements Callable<Integer> {
             if (vms > 0) server.onVmEnded(v -> { if (endedCount.incrementAndGet() == vms) Thread.ofPlatform().daemon().start(server::close); });
             Thread hook = new Thread(server::close, "uffd-handler-shutdown");
             Runtime.getRuntime().addShutdownHook(hook);
-            err.println("uffd-handler: listening on " + socket + " (" + file.describe() + ", prefetch " + Prefetch.describe(p) + ", uids " + uids + ")");
+            err.println("uffd-handler: listening on " + socket + " (" + file.describe() + ", prefetch " + Prefetch.describe(p) + ", uids " + uids
+                    + (m == null ? "" : ", metrics on port " + m.port()) + ")");
             err.flush();
             boolean clean = server.awaitEnd();
             try {

@@ -87,7 +87,8 @@ final class ListeningSocket {
             throw new IllegalArgumentException(socket + " exists and cannot be checked: " + e.getMessage(), e);
         }
         if ((mode & 0170000) != 0140000) throw new IllegalArgumentException(socket + " exists and is not a socket; name a new path for the handler's socket");
-        try (UnixSocket probe = UnixSocket.connect(socket)) {
+        try {
+            UnixSocket.connect(socket).close();
             throw new IllegalArgumentException("a process already listens on " + socket);
         } catch (ErrnoException stale) {
             try {

@@ -283,8 +283,10 @@ public final class Restore {
         public boolean ok() { return (!recorded || (ramMatches && vcpusMatch)) && workloadVerified; }
     }
 
-    /** @param delivery who served the lazy restore's faults (null for an eager one) */
-    /** @param recordedPages pages of the working set written ({@link Options#recording}), or -1 when none was recorded */
+    /**
+     * @param delivery      who served the lazy restore's faults (null for an eager one)
+     * @param recordedPages pages of the working set written ({@link Options#recording}), or -1 when none was recorded
+     */
     public record Result(SnapshotDescription snapshot, String backend, Mode mode, Verify verify, Delivery delivery, RunReport report,
                          PagingStats paging, long chunksVerified, long bytesRead, Timings timings, Comparison comparison, String failure,
                          long recordedPages) {

@@ -54,6 +54,7 @@ class PageServerMetricsTest {
                      Prefetch.NONE, null, 0, PageServer.OnFailure.CLOSE, 5000, log, metrics, line -> { }))) {
             try (FirecrackerVmm vmm = FirecrackerVmm.handOff(server.socket(), FirecrackerVmmSide.mappings(regions), FirecrackerVersion.V1_12, false)) {
                 for (long off = 0; off < 2 * MIB; off += PAGE) Libc.loadLongInNative(regions.get(off < MIB ? 0 : 1).address() + (off < MIB ? off : off - MIB));
+                assertEquals(2, vmm.regions().size());
                 String live = scrape(http.port());
                 assertEquals(512, value(live, "faultline_vm_faults_total{vm=\"vm-1\"}"));
                 assertEquals(512, value(live, "faultline_vm_pages_installed_total{cause=\"fault\",vm=\"vm-1\"}"));

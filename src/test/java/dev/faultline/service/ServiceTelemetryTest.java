@@ -25,6 +25,7 @@ class ServiceTelemetryTest {
         try (EventLog log = EventLog.open(events.toString());
              RestoreService s = RestoreService.start(new RestoreService.Config(tmp.resolve("rs.sock"), "ref", 0, 0, 0, line -> { }, log, metrics));
              RestoreClient c = RestoreClient.connect(tmp.resolve("rs.sock"))) {
+            assertEquals("ref", s.backend());
             Map<String, Object> r = c.send(RestoreServiceTest.request(tmp.resolve("snap"), "lazy"));
             assertEquals(true, r.get("ok"), r.toString());
             Map<?, ?> st = c.send("{\"op\":\"restore\",\"dir\":\"/nonexistent\",\"mode\":\"lazy\"}");
