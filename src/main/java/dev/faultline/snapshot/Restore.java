@@ -10,7 +10,6 @@ import dev.faultline.hv.VcpuExit;
 import dev.faultline.paging.DemandPager;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.PageSourceException;
-import dev.faultline.paging.PageStates;
 import dev.faultline.paging.PagingStats;
 import dev.faultline.paging.Prefetch;
 import dev.faultline.paging.exit.ExitPager;
@@ -37,7 +36,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.FutureTask;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Function;
 
 /**
@@ -550,7 +548,7 @@ public final class Restore {
      * before the machine starts ({@code null}: eager, nothing to page); read only after that start,
      * on threads the start creates.
      */
-    private static final class PagerSlot implements MemoryPreparer, MemoryFaultHandler {
+    static final class PagerSlot implements MemoryPreparer, MemoryFaultHandler {
         private DemandPager pager;
         private MemoryFaultHandler handler = MemoryFaultHandler.NONE;
 
@@ -579,81 +577,6 @@ public final class Restore {
         @Override
         public String hypercall(int vcpuIndex, VcpuExit.Hypercall call) {
             return handler.hypercall(vcpuIndex, call);
-        }
-    }
-
-    /**
-     * Wraps the run's memory preparer: notes when the first vCPU thread is about to enter the guest,
-     * and after a lazy run (userfaultfd unregistered, so RAM can be written and read from Java) copies
-     * in every page the guest never touched, from the same checked source.
-     */
-    private static final class FirstEntry {
-        final AtomicLong at = new AtomicLong(Long.MAX_VALUE);
-        final long recordMillis, started;
-        final Observer observer;
-
-        FirstEntry(long recordMillis, Observer observer, long started) {
-            this.recordMillis = recordMillis;
-            this.observer = observer;
-            this.started = started;
-        }
-
-        volatile String fillFailure;
-        volatile long fillNanos;
-        final AtomicLong lastStop = new AtomicLong(Long.MIN_VALUE);
-        volatile long prepared;
-
-        MemoryPreparer wrap(PagerSlot slot) {
-            return context -> {
-                MemoryPreparer.Session s = slot.prepare(context);
-                prepared = System.nanoTime();
-                DemandPager pager = slot.pager();
-                if (recordMillis > 0 && pager != null) pager.core().recordFor(recordMillis * 1_000_000L);
-                if (pager != null) observer.pagingStarted(pager.core());
-                return new MemoryPreparer.Session() {
-                    @Override
-                    public void vcpuThreadStarted(int index) {
-                        s.vcpuThreadStarted(index);
-                        long now = System.nanoTime();
-                        if (at.getAndAccumulate(now, Math::min) == Long.MAX_VALUE) observer.firstInstruction(now - started);
-                    }
-
-                    @Override
-                    public void vcpuThreadStopping(int index) {
-                        lastStop.accumulateAndGet(System.nanoTime(), Math::max);
-                        s.vcpuThreadStopping(index);
-                    }
-
-                    @Override
-                    public void close() {
-                        s.close();
-                        if (pager != null && pager.failureMessage() == null) {
-                            long t = System.nanoTime();
-                            fillUntouched(pager.core(), context.ram().segment());
-                            fillNanos = System.nanoTime() - t;
-                        }
-                    }
-                };
-            };
-        }
-
-        private void fillUntouched(FaultCore core, MemorySegment ram) {
-            PageStates st = core.states();
-            long pages = st.pages();
-            long p = 0;
-            try {
-                while (p < pages) {
-                    if (st.get(p) != PageStates.MISSING) { p++; continue; }
-                    long q = p;
-                    long chunkEnd = (core.gpaOf(p) / SnapshotFormat.CHUNK_BYTES + 1) * SnapshotFormat.CHUNK_BYTES;
-                    while (q < pages && st.get(q) == PageStates.MISSING && core.gpaOf(q) < chunkEnd) q++;
-                    long gpa = core.gpaOf(p), len = (q - p) * FaultCore.PAGE;
-                    if (!core.source().isZero(gpa, len)) core.source().fill(gpa, ram, gpa, len);
-                    p = q;
-                }
-            } catch (PageSourceException e) {
-                fillFailure = "after the guest ended, copying the pages it never touched failed: " + e.getMessage();
-            }
         }
     }
 
