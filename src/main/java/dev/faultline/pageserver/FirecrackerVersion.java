@@ -14,7 +14,13 @@ public enum FirecrackerVersion {
     /** v1.11: the same handshake; the balloon madvises the registered range, so REMOVE events arrive. */
     V1_11("v1.11", false, true, false, Balloon.MADVISE),
     /** v1.12 to main: {@code page_size} and {@code page_size_kib} (both bytes); the socket is kept open; EVENT_REMOVE always. */
-    V1_12("v1.12-main", true, true, true, Balloon.MADVISE);
+    V1_12("v1.12-main", true, true, true, Balloon.MADVISE),
+    /**
+     * The unreleased {@code feature/secret-hiding} branch for a VM without guest_memfd: as main, plus
+     * {@code gpa_start} and {@code is_guest_memfd: false} in each object (with guest_memfd it sends three
+     * descriptors and more messages, which this handler refuses: docs/pageserver.md).
+     */
+    SECRET_HIDING("secret-hiding branch, no guest_memfd", true, true, true, Balloon.MADVISE);
 
     /** How the VMM's balloon (or free-page reporting) drops a range of guest memory restored through a handler. */
     public enum Balloon {

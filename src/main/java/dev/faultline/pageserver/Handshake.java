@@ -20,8 +20,9 @@ import java.util.List;
  * <ul>
  *   <li>at most {@link #MAX_BYTES} bytes and {@link #MAX_REGIONS} regions, nesting and numbers bounded;</li>
  *   <li>each object has {@code base_host_virt_addr}, {@code size} and {@code offset}, optionally
- *       {@code page_size} and {@code page_size_kib} (equal when both are there), and nothing else;
- *       the guest_memfd fields ({@code gpa_start}, {@code is_guest_memfd}) are refused by name;</li>
+ *       {@code page_size} and {@code page_size_kib} (equal when both are there), the secret-hiding
+ *       branch's {@code gpa_start} and {@code is_guest_memfd} (false: served as main; true, a guest_memfd,
+ *       is refused by name), and nothing else;</li>
  *   <li>page size 4096 (hugetlbfs regions are refused), sizes and offsets whole pages, host ranges in
  *       user space and not overlapping, file offsets consecutive from 0 (in whatever order the
  *       regions come).</li>
@@ -61,7 +62,10 @@ public record Handshake(List<GuestRegionMapping> regions, FirecrackerVersion sha
             if (i > 0) b.append(',');
             b.append("{\"base_host_virt_addr\":").append(Long.toUnsignedString(r.baseHostVirtAddr())).append(",\"size\":").append(r.size())
                     .append(",\"offset\":").append(r.offset());
+            boolean secretHiding = version == FirecrackerVersion.SECRET_HIDING;
+            if (secretHiding) b.append(",\"gpa_start\":").append(r.offset());   // where the region sits in guest-physical memory: any value serves here
             if (version.sendsPageSize()) b.append(",\"page_size\":").append(PAGE);
+            if (secretHiding) b.append(",\"is_guest_memfd\":false");
             if (version.sendsPageSizeKib()) b.append(",\"page_size_kib\":").append(PAGE);  // bytes, despite the name
             b.append('}');
         }
@@ -110,6 +114,7 @@ public record Handshake(List<GuestRegionMapping> regions, FirecrackerVersion sha
         if (bytes.length > MAX_BYTES) throw new HandshakeException("the handshake has " + bytes.length + " bytes, more than " + MAX_BYTES);
         List<GuestRegionMapping> regions = new ArrayList<>();
         Boolean withPageSize = null, withPageSizeKib = null;
+        boolean secretHidingFields = false;
         try (JsonParser p = JSON.createParser(bytes)) {
             if (p.nextToken() != JsonToken.START_ARRAY) throw new HandshakeException("the handshake is not a JSON array of guest region mappings");
             while (p.nextToken() == JsonToken.START_OBJECT) {
@@ -125,8 +130,18 @@ public record Handshake(List<GuestRegionMapping> regions, FirecrackerVersion sha
                         case "offset" -> offset = u64(p, v, index, field);
                         case "page_size" -> pageSize = u64(p, v, index, field);
                         case "page_size_kib" -> pageSizeKib = u64(p, v, index, field);
-                        case "gpa_start", "is_guest_memfd" -> throw new HandshakeException("region " + index + " has " + field
-                                + ": guest_memfd (secret hiding) mappings are not served by this handler (docs/pageserver.md)");
+                        case "gpa_start" -> {
+                            u64(p, v, index, field);   // the region's guest-physical start: not needed to serve it
+                            secretHidingFields = true;
+                        }
+                        case "is_guest_memfd" -> {
+                            if (v == JsonToken.VALUE_TRUE) {
+                                throw new HandshakeException("region " + index + " is a guest_memfd (is_guest_memfd: true): secret-hiding mappings "
+                                        + "are not served by this handler (docs/pageserver.md)");
+                            }
+                            if (v != JsonToken.VALUE_FALSE) throw new HandshakeException("region " + index + " has an is_guest_memfd that is not a boolean");
+                            secretHidingFields = true;
+                        }
                         default -> throw new HandshakeException("region " + index + " has an unknown field " + printable(field)
                                 + " (known: base_host_virt_addr, size, offset, page_size, page_size_kib)");
                     }
@@ -156,7 +171,9 @@ public record Handshake(List<GuestRegionMapping> regions, FirecrackerVersion sha
             throw new HandshakeException("the handshake cannot be read: " + e.getMessage());
         }
         if (regions.isEmpty()) throw new HandshakeException("the handshake names no region");
-        return new Handshake(check(regions), FirecrackerVersion.ofFields(Boolean.TRUE.equals(withPageSize), Boolean.TRUE.equals(withPageSizeKib)));
+        FirecrackerVersion shape = secretHidingFields ? FirecrackerVersion.SECRET_HIDING
+                : FirecrackerVersion.ofFields(Boolean.TRUE.equals(withPageSize), Boolean.TRUE.equals(withPageSizeKib));
+        return new Handshake(check(regions), shape);
     }
 
     private static long u64(JsonParser p, JsonToken v, int index, String field) throws IOException {

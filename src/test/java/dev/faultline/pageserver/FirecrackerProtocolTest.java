@@ -46,7 +46,7 @@ class FirecrackerProtocolTest {
     static Stream<Arguments> versions() {
         return Stream.of(Arguments.of("v1.7", FirecrackerVersion.V1_7), Arguments.of("v1.10", FirecrackerVersion.V1_7),
                 Arguments.of("v1.11", FirecrackerVersion.V1_11), Arguments.of("v1.12", FirecrackerVersion.V1_12),
-                Arguments.of("main", FirecrackerVersion.V1_12));
+                Arguments.of("main", FirecrackerVersion.V1_12), Arguments.of("secret-hiding without guest_memfd", FirecrackerVersion.SECRET_HIDING));
     }
 
     static PageServer server(Path dir, MemoryFile file, Set<Integer> uids, List<String> log) {
@@ -146,8 +146,8 @@ class FirecrackerProtocolTest {
                 assertTrue(kernelReads.get() > 100, "kernel-side reads happened");
 
                 PageServer.VmView vm = server.liveVms().getFirst();
-                assertEquals(version.label().equals("v1.12-main") ? "v1.12-main" : "v1.7-v1.10", vm.handshake().shape() == FirecrackerVersion.V1_12
-                        ? "v1.12-main" : "v1.7-v1.10");
+                assertEquals(version == FirecrackerVersion.V1_1 ? FirecrackerVersion.V1_1 : version == FirecrackerVersion.V1_11 ? FirecrackerVersion.V1_7
+                        : version, vm.handshake().shape(), "the handshake's shape as the handler read it");
                 PagingStats st = new PagingStats(vm.core());
                 boolean removeEvents = version.balloon() == FirecrackerVersion.Balloon.MADVISE;
                 assertEquals(removeEvents ? balloonLen / PAGE : 0, vm.removedPages(), label + ": pages the handler heard removed");
