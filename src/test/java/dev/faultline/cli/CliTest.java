@@ -119,7 +119,7 @@ class CliTest {
     @Test
     void shouldBuildOnlyTheCommandThatIsNamed() {
         assertEquals(java.util.Set.of("restore"), Main.commandLine("restore").getSubcommands().keySet());
-        assertEquals(java.util.Set.of("demo", "migrate", "caps", "run", "scenario", "conform", "bench", "snapshot", "restore", "serve", "help"),
+        assertEquals(java.util.Set.of("demo", "migrate", "caps", "run", "scenario", "conform", "bench", "snapshot", "restore", "serve", "uffd-handler", "help"),
                 Main.commandLine(null).getSubcommands().keySet());
         assertEquals(Main.commandLine(null).getSubcommands().keySet(), Main.commandLine("--help").getSubcommands().keySet());
         assertEquals(Main.commandLine(null).getSubcommands().keySet(), Main.commandLine("restor").getSubcommands().keySet());
