@@ -4,10 +4,10 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /** `faultline bench ...`: benchmarks that print figures (and one JSON object with --json). */
-@Command(name = "bench", header = "Benchmarks (paging, interp), each with --json figures.",
+@Command(name = "bench", header = "Benchmarks (paging, handler, interp), each with --json figures.",
         mixinStandardHelpOptions = true,
         description = "Benchmarks. Each prints its figures, or one JSON object with --json.",
-        subcommands = {BenchInterpCommand.class, BenchPagingCommand.class})
+        subcommands = {BenchInterpCommand.class, BenchPagingCommand.class, BenchHandlerCommand.class})
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

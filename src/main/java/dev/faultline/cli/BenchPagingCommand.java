@@ -904,16 +904,7 @@ final class BenchPagingCommand implements Callable<Integer> {
 
     /** Builds bench/uffd_copy_baseline.c with gcc and runs it on the same guest. */
     private Map<String, Object> runCBaseline(Workload workload, long ram, String mode) throws IOException, InterruptedException {
-        Path root = repositoryRoot();
-        Path src = root.resolve("bench/uffd_copy_baseline.c");
-        if (!Files.exists(src)) throw new UserError("--c-baseline needs " + src + " (run from the repository root)");
-        Path bin = root.resolve("target/uffd_copy_baseline");
-        Files.createDirectories(bin.getParent());
-        if (!Files.exists(bin) || Files.getLastModifiedTime(bin).compareTo(Files.getLastModifiedTime(src)) < 0) {
-            Process p = new ProcessBuilder("gcc", "-O2", "-Wall", "-pthread", "-o", bin.toString(), src.toString()).redirectErrorStream(true).start();
-            String log = new String(p.getInputStream().readAllBytes());
-            if (p.waitFor() != 0) throw new UserError("gcc could not build " + src + ": " + log.strip());
-        }
+        Path bin = buildC("uffd_copy_baseline");
         RegionLayout layout = workload.layout();
         Path boot = Files.createTempFile("faultline-boot-", ".bin");
         try {
@@ -939,6 +930,29 @@ final class BenchPagingCommand implements Callable<Integer> {
         } finally {
             Files.deleteIfExists(boot);
         }
+    }
+
+    /**
+     * Builds bench/NAME.c with gcc into target/NAME (again when the source is newer) and returns the binary.
+     * @throws UserError naming the reason when the source is missing or gcc is missing or fails
+     */
+    static Path buildC(String name) throws IOException, InterruptedException {
+        Path root = repositoryRoot();
+        Path src = root.resolve("bench/" + name + ".c");
+        if (!Files.exists(src)) throw new UserError("the C baseline needs " + src + " (run from the repository root)");
+        Path bin = root.resolve("target/" + name);
+        Files.createDirectories(bin.getParent());
+        if (!Files.exists(bin) || Files.getLastModifiedTime(bin).compareTo(Files.getLastModifiedTime(src)) < 0) {
+            Process p;
+            try {
+                p = new ProcessBuilder("gcc", "-O2", "-Wall", "-pthread", "-o", bin.toString(), src.toString()).redirectErrorStream(true).start();
+            } catch (IOException e) {
+                throw new UserError("gcc is needed to build " + src + " and cannot be run: " + e.getMessage());
+            }
+            String log = new String(p.getInputStream().readAllBytes());
+            if (p.waitFor() != 0) throw new UserError("gcc could not build " + src + ": " + log.strip());
+        }
+        return bin;
     }
 
     /** The checkout this jar was built in (target/faultline.jar or target/classes), else the working directory. */

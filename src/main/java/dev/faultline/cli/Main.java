@@ -36,6 +36,7 @@ public final class Main implements Runnable {
         COMMANDS.put("snapshot", SnapshotCommand.class);
         COMMANDS.put("restore", RestoreCommand.class);
         COMMANDS.put("serve", ServeCommand.class);
+        COMMANDS.put("uffd-handler", UffdHandlerCommand.class);
         COMMANDS.put("tls", TlsCommand.class);
     }
 

@@ -8,6 +8,10 @@ import java.net.ServerSocket;
 import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import dev.faultline.paging.FaultCore;
+import dev.faultline.telemetry.EventLog;
+import dev.faultline.telemetry.MetricsServer;
+import dev.faultline.telemetry.PagingMetrics;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -20,6 +24,29 @@ import picocli.CommandLine.Option;
                 "(--tls-dir, --tls-allow), or plain TCP on loopback with --insecure."},
         footer = {"%n" + TlsOptions.SETUP})
 final class MigrateListenCommand implements Callable<Integer> {
+    /** The migrated guest's demand paging as a live metrics subject while it runs. */
+    private static final class MigrationMetrics {
+        private final PagingMetrics metrics;
+        private volatile PagingMetrics.Subject subject;
+
+        MigrationMetrics(PagingMetrics metrics) { this.metrics = metrics; }
+
+        void started(FaultCore core) {
+            PagingMetrics.Subject s = new PagingMetrics.Subject() {
+                @Override public String name() { return "migration"; }
+                @Override public FaultCore core() { return core; }
+            };
+            subject = s;
+            metrics.add(s);
+        }
+
+        void ended() {
+            PagingMetrics.Subject s = subject;
+            if (s != null) metrics.retire(s);
+            subject = null;
+        }
+    }
+
     @Option(names = "--port", paramLabel = "PORT", defaultValue = "7070", description = "TCP port (0: any free port). Default: ${DEFAULT-VALUE}.")
     int port;
 
@@ -52,6 +79,9 @@ final class MigrateListenCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print this side's report as one JSON object on stdout.")
     boolean json;
 
+    @Mixin
+    TelemetryOptions telemetry;
+
     @Override
     public Integer call() throws IOException {
         if (!backend.equals("auto") && !backend.equals("kvm") && !backend.equals("ref")) {
@@ -63,10 +93,19 @@ final class MigrateListenCommand implements Callable<Integer> {
         Transport transport = tls.transport(bind, "--bind");
         if (exits) ExitDeliveryCheck.require(backend, "--delivery exit");   // also one clear line where /dev/kvm is missing
         else if (backend.equals("kvm")) dev.faultline.vmm.Backends.open("kvm").close(); // one clear line where /dev/kvm is missing
+        EventLog events = telemetry.openEvents();
+        PagingMetrics metrics = new PagingMetrics();
         MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout),
                 priorities.raise(), exits), transport,
-                line -> { if (!json) { System.out.println(line); System.out.flush(); } });
-        try (ServerSocket server = MigrationDestination.listen(bind, port)) {
+                line -> {
+                    events.emit("migration", "phase", line);
+                    if (!json) { System.out.println(line); System.out.flush(); }
+                });
+        MigrationMetrics watch = new MigrationMetrics(metrics);
+        d.onPaging(watch::started);
+        try (events; MetricsServer m = telemetry.startMetrics("migrate listen", new java.io.PrintWriter(System.err, true), metrics);
+             ServerSocket server = MigrationDestination.listen(bind, port)) {
+            events.emit("listening", "address", bind + ":" + server.getLocalPort(), "metrics_port", m == null ? null : m.port());
             System.err.println("faultline migrate listen: " + transport.describe());
             System.err.println("faultline migrate listen: listening on " + bind + ":" + server.getLocalPort());
             System.err.flush();
@@ -75,8 +114,13 @@ final class MigrateListenCommand implements Callable<Integer> {
                 report = d.serve(server);
             } catch (ProtocolException e) {
                 System.err.println("faultline migrate listen: migration failed: " + e.getMessage());
+                metrics.error("migration-failed");
+                events.emit("failure", "reason", e.getMessage());
                 return 1;
+            } finally {
+                watch.ended();
             }
+            events.emit("migration_end", "guest_clean", report.get("guest_clean"), "verdict", report.get("verdict"));
             if (json) {
                 Json.print(System.out, report);
             } else {

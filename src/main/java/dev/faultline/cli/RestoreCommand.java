@@ -57,8 +57,25 @@ final class RestoreCommand implements Callable<Integer> {
     String verify;
 
     @Option(names = "--prefetch", paramLabel = "KIND", defaultValue = "readahead",
-            description = "Lazy restores: none or readahead (sequential, in the background). Default: ${DEFAULT-VALUE}.")
+            description = "Lazy restores: none, readahead (sequential, in the background), or replay:FILE (the working set an earlier "
+                    + "restore recorded with --record-working-set, installed in the background from the start, first touch first; kvm, "
+                    + "delivery uffd). Default: ${DEFAULT-VALUE} (none with --record-working-set).")
     String prefetch;
+
+    @Option(names = "--record-working-set", paramLabel = "FILE",
+            description = "Lazy restores: record the pages the guest touches (first touch first) and write them to FILE after the run, "
+                    + "for --prefetch replay:FILE next time. Every touch must fault to be seen: the restore runs with --prefetch none.")
+    Path recordWorkingSet;
+
+    @Option(names = "--record-ms", paramLabel = "MS", defaultValue = "0",
+            description = "Record only the first MS milliseconds after the handler starts (0: the whole run). Default: ${DEFAULT-VALUE}.")
+    long recordMs;
+
+    @Option(names = "--uffd-handler", paramLabel = "SOCKET",
+            description = "Lazy restores on kvm: hand guest RAM to the external page-fault handler listening on SOCKET, exactly as Firecracker "
+                    + "does (its userfaultfd and regions in one message; e.g. 'faultline uffd-handler --snapshot DIR'), instead of serving "
+                    + "faults in this process.")
+    Path uffdHandler;
 
     @Option(names = "--handlers", paramLabel = "N", defaultValue = "1", description = "Lazy restores: userfaultfd handler threads. Default: ${DEFAULT-VALUE}.")
     int handlers;
@@ -101,7 +118,27 @@ final class RestoreCommand implements Callable<Integer> {
             v = named("--verify", () -> Restore.Verify.named(verify));
             if (m == Restore.Mode.EAGER && v != Restore.Verify.UPFRONT) throw new UserError("--eager always verifies every chunk upfront");
         }
-        Prefetch p = named("--prefetch", () -> Restore.prefetchNamed(prefetch));
+        boolean prefetchGiven = spec.commandLine().getParseResult().hasMatchedOption("--prefetch");
+        if (recordMs < 0 || recordMs > 86_400_000L) throw new UserError("--record-ms takes 0 (whole run) to 86400000, not " + recordMs);
+        if (recordMs > 0 && recordWorkingSet == null) throw new UserError("--record-ms needs --record-working-set FILE");
+        if ((recordWorkingSet != null || uffdHandler != null) && !prefetchGiven) prefetch = "none";
+        if (recordWorkingSet != null && !prefetch.equals("none")) {
+            throw new UserError("--record-working-set records the pages the guest faults on; with --prefetch " + prefetch + " pages installed "
+                    + "ahead of a touch are never seen: use --prefetch none");
+        }
+        if (uffdHandler != null && (m != Restore.Mode.LAZY || !prefetch.equals("none") || recordWorkingSet != null || server != null)) {
+            throw new UserError("--uffd-handler hands a lazy restore's RAM to an external handler, which does its own prefetch and recording: "
+                    + "no --eager, --prefetch, --record-working-set or --server with it");
+        }
+        if (prefetch.startsWith("replay:") && server != null && !Path.of(prefetch.substring(7)).isAbsolute()) {
+            throw new UserError("--prefetch replay:FILE with --server needs an absolute FILE (the service resolves no relative path)");
+        }
+        Prefetch p;
+        try {
+            p = server != null && prefetch.startsWith("replay:") ? Prefetch.NONE : named("--prefetch", () -> Restore.prefetchNamed(prefetch));
+        } catch (dev.faultline.paging.PageSourceException e) {
+            throw new UserError("--prefetch: " + e.getMessage());
+        }
         Restore.Delivery d = delivery == null ? null : named("--delivery", () -> Restore.Delivery.named(delivery));
         if (d != null && m == Restore.Mode.EAGER) throw new UserError("--delivery is for lazy restores; an eager one reads all of memory before it starts");
         if (d == Restore.Delivery.EXIT && handlers > 1) {
@@ -111,7 +148,13 @@ final class RestoreCommand implements Callable<Integer> {
         if (d == Restore.Delivery.UFFD && backend.equals("ref")) throw new UserError("--delivery uffd: the ref backend has no userfaultfd; use exit");
         if (server != null) return viaService(m, v);
         if (d == Restore.Delivery.EXIT) ExitDeliveryCheck.require(backend, "--delivery exit");
-        Restore.Options o = new Restore.Options(backend, m, v, p, handlers, Duration.ofSeconds(timeoutSeconds), null).withDelivery(d);
+        Restore.Options o;
+        try {
+            o = new Restore.Options(backend, m, v, p, handlers, Duration.ofSeconds(timeoutSeconds), null).withDelivery(d)
+                    .withRecording(recordWorkingSet == null ? null : new Restore.Recording(recordWorkingSet, recordMs)).withUffdHandler(uffdHandler);
+        } catch (IllegalArgumentException e) {
+            throw new UserError(e.getMessage());
+        }
         List<Double> firsts = new ArrayList<>();
         List<Map<String, Object>> perRun = new ArrayList<>();
         Restore.Result r = null;
@@ -149,7 +192,8 @@ final class RestoreCommand implements Callable<Integer> {
     /** --server: each of the --repeat restores is one request to the service; its replies are printed as a local restore's. */
     private int viaService(Restore.Mode m, Restore.Verify v) {
         boolean backendGiven = spec.commandLine().getParseResult().hasMatchedOption("--backend");
-        String line = ServiceRequest.restoreLine(dir, m, backendGiven ? backend : null, v, prefetch, handlers, delivery, timeoutSeconds);
+        String line = ServiceRequest.restoreLine(dir, m, backendGiven ? backend : null, v, prefetch, handlers, delivery, timeoutSeconds,
+                recordWorkingSet == null ? null : recordWorkingSet.toAbsolutePath(), recordMs);
         List<Map<String, Object>> replies = new ArrayList<>();
         List<Double> roundTrips = new ArrayList<>();
         try (RestoreClient client = RestoreClient.connect(server)) {

@@ -5,7 +5,11 @@ import dev.faultline.service.RestoreService;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
+import dev.faultline.telemetry.EventLog;
+import dev.faultline.telemetry.MetricsServer;
+import dev.faultline.telemetry.PagingMetrics;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -21,7 +25,9 @@ import picocli.CommandLine.Spec;
                 "Between restores it keeps the backend open and a VM (RAM and memslots, no vCPU) built for the last",
                 "restore's RAM size, which the next restore of that size takes instead of building its own.",
                 "Progress and one line per request go to stderr. Runs until interrupted (SIGINT, SIGTERM) or --requests",
-                "restores are served; the socket file exists exactly while it listens."})
+                "restores are served; the socket file exists exactly while it listens. With --metrics-port it serves",
+                "Prometheus metrics of its restores' demand paging; with --events a JSON line per restore start, first",
+                "instruction, end and failure (docs/pageserver.md)."})
 final class ServeCommand implements Callable<Integer> {
     @Option(names = "--socket", paramLabel = "PATH", required = true,
             description = "The Unix socket to listen on (a stale one is replaced; one a live service holds is refused).")
@@ -44,6 +50,9 @@ final class ServeCommand implements Callable<Integer> {
             description = "End after serving this many restores (0: run until interrupted). Default: ${DEFAULT-VALUE}.")
     long requests;
 
+    @Mixin
+    TelemetryOptions telemetry;
+
     @Spec
     CommandSpec spec;
 
@@ -56,15 +65,20 @@ final class ServeCommand implements Callable<Integer> {
             throw new UserError("--vm-ahead " + Units.formatSize(vmAhead) + " is not a RAM size a snapshot can have (a multiple of 4 KiB from "
                     + Units.formatSize(BootProtocol.IMAGE_MIN_GPA + 4096) + " to " + Units.formatSize(BootProtocol.MAX_RAM) + ")");
         }
+        PagingMetrics metrics = new PagingMetrics();
+        EventLog events = telemetry.openEvents();
+        MetricsServer metricsServer = telemetry.startMetrics("serve", err, metrics);
         RestoreService s;
         try {
             s = RestoreService.start(new RestoreService.Config(socket, backend, warmUp, requests, vmAhead == null ? 0 : vmAhead, line -> {
                 err.println("serve: " + line);
                 err.flush();
-            }));
+            }, events, metrics));
         } catch (IllegalStateException e) {
+            if (metricsServer != null) metricsServer.close();
             throw new UserError("the warm-up failed, so the service would not be fit to serve: " + e.getMessage());
         }
+        events.emit("listening", "socket", socket.toString(), "backend", s.backend());
         // On SIGINT or SIGTERM: stop listening and remove the socket, without waiting for a guest under way.
         Thread hook = new Thread(() -> {
             s.stopListening();
@@ -78,6 +92,9 @@ final class ServeCommand implements Callable<Integer> {
         } catch (IllegalStateException shuttingDown) {
             // the hook is running: it closes the service
         }
+        if (metricsServer != null) metricsServer.close();
+        events.emit("closed", "restores_served", s.restoresServed());
+        events.close();
         err.println("serve: ended");
         err.flush();
         return 0;

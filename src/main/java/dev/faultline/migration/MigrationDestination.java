@@ -122,6 +122,13 @@ public final class MigrationDestination {
         }
     }
 
+    private volatile java.util.function.Consumer<FaultCore> pagingWatcher = c -> { };
+
+    /** Called with each migration's demand-paging core once it exists (metrics read its lanes while the guest runs). */
+    public void onPaging(java.util.function.Consumer<FaultCore> watcher) {
+        pagingWatcher = watcher;
+    }
+
     /** Serves one migration on {@code server}; returns this side's report (also sent to the source as RESULT). */
     public Map<String, Object> serve(ServerSocket server) throws IOException {
         server.setSoTimeout(options.timeoutMillis());
@@ -307,6 +314,7 @@ public final class MigrationDestination {
                 remote.warmUp(WARM_UP_REQUESTS);
                 core = new FaultCore(remote, BootProtocol.IMAGE_MIN_GPA, ram - BootProtocol.IMAGE_MIN_GPA, vcpus, Prefetch.NONE, false);
                 pager = pagerFor(core, lanes);
+                pagingWatcher.accept(core);
             }
             warmUpSwitchOver();
             main.send(Protocol.READY, b -> b.putLong(demandPaging ? (long) WARM_UP_REQUESTS * lanes : 0));

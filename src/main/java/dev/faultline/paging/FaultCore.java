@@ -32,6 +32,7 @@ public final class FaultCore {
     private final boolean recording;
     private final MemorySegment zeros;
     private final List<Lane> lanes = new ArrayList<>();
+    private volatile long recordUntil = Long.MAX_VALUE;
 
     /**
      * @param baseGpa   first guest-physical byte of the paged range (page-aligned)
@@ -51,6 +52,15 @@ public final class FaultCore {
         this.vcpus = vcpus;
         this.recording = recordWorkingSet;
         this.zeros = HostMemory.scratch((long) prefetch.maxRunPages() * PAGE); // never written: reads map the zero page
+    }
+
+    /**
+     * Records first touches only until {@code nanos} from now ({@link System#nanoTime}): the working set
+     * of a run's first moments. Without it a recording core records the whole run.
+     */
+    public void recordFor(long nanos) {
+        if (nanos <= 0) throw new IllegalArgumentException("a recording window must be positive, not " + nanos + " ns");
+        recordUntil = System.nanoTime() + nanos;
     }
 
     public PageSource source() { return source; }
@@ -109,7 +119,7 @@ public final class FaultCore {
             byte st = states.get(page);
             if (st == PageStates.MISSING) {
                 if (!states.claim(page)) continue;
-                if (recording) lane.recordTouch(gpaOf(page), t0);
+                if (recording && t0 - recordUntil < 0) lane.recordTouch(gpaOf(page), t0);
                 Stream s = lane.stream(vcpu);
                 int want = s.want(page);
                 int n = 1 + states.claimRun(page + 1, want - 1, lane.hi);
@@ -209,6 +219,10 @@ public final class FaultCore {
         Installer inst = lane.installer;
         long gpa = gpaOf(page), len = (long) n << PAGE_SHIFT;
         boolean zero = source.isZero(gpa, len);
+        if (!zero && inst.installsFromMemory()) {
+            long mapped = source.mappedAddress(gpa, len);
+            if (mapped != 0) return installClaimed(lane, page, n, false, mapped);
+        }
         long off = inst.begin(gpa, len);
         try {
             if (!zero) source.fill(gpa, inst.target(), off, len);
@@ -314,7 +328,7 @@ public final class FaultCore {
             t[i] = l.touchTimes;
             c[i] = l.touchCount;
         }
-        return WorkingSet.merge(g, t, c);
+        return WorkingSet.merge(g, t, c, endGpa());
     }
 
     /** Per-vCPU readahead state of one lane. */

@@ -26,6 +26,14 @@ public interface PageSource extends AutoCloseable {
      */
     default boolean isZero(long gpa, long len) { return false; }
 
+    /**
+     * The address in this process where the bytes of [gpa, gpa + len) can be read as they are (a source
+     * that maps its file), so an installer that copies from memory (UFFDIO_COPY) takes them from there
+     * without a fill into its staging buffer; 0 when the range is not mapped so (the default). Only
+     * an address the installing system call may read: a Java access there is never made.
+     */
+    default long mappedAddress(long gpa, long len) { return 0; }
+
     /** One line for reports: "zero", "file /path (N bytes)". */
     String describe();
 

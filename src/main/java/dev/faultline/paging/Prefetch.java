@@ -37,6 +37,24 @@ public sealed interface Prefetch {
         public int maxRunPages() { return batchPages; }
     }
 
+    /** Pages per install when a working set is replayed (runs of it are installed up to 1 MiB at a time). */
+    int REPLAY_BATCH_PAGES = 256;
+
+    /**
+     * A prefetch by its command-line name: "none", "readahead" ({@link #DEFAULT_READAHEAD}) or
+     * "replay:FILE" (the working set in FILE, read with {@link WorkingSet#read}'s checks).
+     * @throws IllegalArgumentException naming the accepted words
+     * @throws PageSourceException for a working-set file that cannot be used
+     */
+    static Prefetch parse(String spec) {
+        if (spec.equals("none")) return NONE;
+        if (spec.equals("readahead")) return DEFAULT_READAHEAD;
+        if (spec.startsWith("replay:") && spec.length() > "replay:".length()) {
+            return new Replay(WorkingSet.read(java.nio.file.Path.of(spec.substring("replay:".length()))), REPLAY_BATCH_PAGES);
+        }
+        throw new IllegalArgumentException("none, readahead or replay:FILE (a working set recorded with --record-working-set), not '" + spec + "'");
+    }
+
     Prefetch NONE = new None();
     /** The default: 16 pages doubling to 256 (1 MiB per install), 32 MiB installed ahead of a sequential vCPU. */
     Readahead DEFAULT_READAHEAD = new Readahead(16, 256, 8192);

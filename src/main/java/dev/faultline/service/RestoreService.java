@@ -3,6 +3,8 @@ package dev.faultline.service;
 import dev.faultline.snapshot.Restore;
 import dev.faultline.snapshot.RestoreReport;
 import dev.faultline.snapshot.SnapshotException;
+import dev.faultline.telemetry.EventLog;
+import dev.faultline.telemetry.PagingMetrics;
 import dev.faultline.vmm.Backends;
 import java.io.BufferedInputStream;
 import java.io.ByteArrayOutputStream;
@@ -49,7 +51,17 @@ public final class RestoreService implements AutoCloseable {
      * @param vmAheadRamBytes build a VM of this RAM size before listening, for the first restore of that size (0: none)
      * @param log            one line per event: warm-up progress, listening, each request served
      */
-    public record Config(Path socket, String backend, int warmUpRestores, long maxRestores, long vmAheadRamBytes, Consumer<String> log) {
+    public record Config(Path socket, String backend, int warmUpRestores, long maxRestores, long vmAheadRamBytes, Consumer<String> log,
+                         EventLog events, PagingMetrics metrics) {
+        public Config {
+            if (events == null) events = EventLog.NONE;
+            if (metrics == null) metrics = new PagingMetrics();
+        }
+
+        public Config(Path socket, String backend, int warmUpRestores, long maxRestores, long vmAheadRamBytes, Consumer<String> log) {
+            this(socket, backend, warmUpRestores, maxRestores, vmAheadRamBytes, log, null, null);
+        }
+
         public Config(Path socket, String backend, int warmUpRestores, long maxRestores, Consumer<String> log) {
             this(socket, backend, warmUpRestores, maxRestores, 0, log);
         }
@@ -74,8 +86,11 @@ public final class RestoreService implements AutoCloseable {
     private final AtomicBoolean stopped = new AtomicBoolean();
     private volatile boolean closed, stopRequested;
 
+    private final ServiceTelemetry telemetry;
+
     private RestoreService(Config config, String backend) {
         this.config = config;
+        this.telemetry = new ServiceTelemetry(config.events(), config.metrics());
         this.backend = backend;
         this.readyVm = new ReadyVm(backend, config.log());
     }
@@ -286,17 +301,22 @@ public final class RestoreService implements AutoCloseable {
             readyVm.takenSinceAsked(); // forget a take by a restore that was refused
             long start = System.nanoTime();
             Restore.Result r;
+            ServiceTelemetry.Restoring watch = client ? telemetry.restoring(req.dir(), requests.get()) : ServiceTelemetry.Restoring.NONE;
             try {
-                r = Restore.run(req.dir(), req.options().withBackends(readyVm::open).withShells(readyVm));
+                r = Restore.run(req.dir(), req.options().withBackends(readyVm::open).withShells(readyVm).withObserver(watch));
             } catch (SnapshotException e) {
                 if (client) config.log().accept("refused " + req.dir() + ": " + e.getMessage());
+                watch.failed("refused", e.getMessage());
                 return error("refused", e.getMessage());
             } catch (IllegalArgumentException e) {
+                watch.failed("bad-request", e.getMessage());
                 return error("bad-request", e.getMessage());
             } catch (RuntimeException e) {
                 if (client) config.log().accept("restore of " + req.dir() + " failed: " + e);
+                watch.failed("failed", e.getMessage() == null ? e.toString() : e.getMessage());
                 return error("failed", e.getMessage() == null ? e.toString() : e.getMessage());
             }
+            watch.ended(r);
             boolean vmAhead = readyVm.takenSinceAsked();
             long served = client ? restoresServed.incrementAndGet() : restoresServed.get();
             readyVm.prepare(r.snapshot().ramBytes()); // for the next restore of this size; before the answer, so a client sees a settled process

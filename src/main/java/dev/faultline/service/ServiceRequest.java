@@ -32,7 +32,8 @@ public record ServiceRequest(Op op, Path dir, Restore.Options options, Prefetch 
     public enum Op { RESTORE, STATUS, STOP }
 
     /** Every field a request may have, in the order the error for an unknown one lists them. */
-    static final List<String> FIELDS = List.of("op", "dir", "mode", "backend", "verify", "prefetch", "handlers", "delivery", "timeout_s");
+    static final List<String> FIELDS = List.of("op", "dir", "mode", "backend", "verify", "prefetch", "handlers", "delivery", "timeout_s",
+            "record_working_set", "record_ms");
 
     private static final JsonFactory PARSERS = new JsonFactory();
 
@@ -73,8 +74,21 @@ public record ServiceRequest(Op op, Path dir, Restore.Options options, Prefetch 
         if (mode == Restore.Mode.EAGER && verify == Restore.Verify.ON_FIRST_TOUCH) {
             throw new BadRequestException("verify on-touch is for lazy restores; an eager restore verifies every chunk upfront");
         }
-        String prefetchName = text(f, "prefetch", "readahead");
-        Prefetch prefetch = named("prefetch", () -> Restore.prefetchNamed(prefetchName));
+        String recordName = text(f, "record_working_set", null);
+        Path record = recordName == null ? null : Path.of(recordName);
+        if (record != null && !record.isAbsolute()) throw new BadRequestException("record_working_set '" + recordName + "' is relative; the service resolves nothing against its own working directory");
+        long recordMs = integer(f, "record_ms", 0, 0, 86_400_000);
+        if (f.containsKey("record_ms") && record == null) throw new BadRequestException("record_ms needs record_working_set");
+        String prefetchName = text(f, "prefetch", record != null ? "none" : "readahead");
+        if (prefetchName.startsWith("replay:") && !Path.of(prefetchName.substring("replay:".length())).isAbsolute()) {
+            throw new BadRequestException("prefetch replay:FILE needs an absolute FILE; the service resolves nothing against its own working directory");
+        }
+        Prefetch prefetch;
+        try {
+            prefetch = named("prefetch", () -> Restore.prefetchNamed(prefetchName));
+        } catch (dev.faultline.paging.PageSourceException e) {
+            throw new BadRequestException("prefetch: " + e.getMessage());
+        }
         long handlers = integer(f, "handlers", 1, 1, 64);
         String deliveryName = text(f, "delivery", null);
         Restore.Delivery delivery = deliveryName == null ? null : named("delivery", () -> Restore.Delivery.named(deliveryName));
@@ -85,14 +99,25 @@ public record ServiceRequest(Op op, Path dir, Restore.Options options, Prefetch 
         }
         long timeout = integer(f, "timeout_s", 300, 1, 86_400);
         String backend = text(f, "backend", defaultBackend);
-        Restore.Options o = new Restore.Options(backend, mode, verify, prefetch, (int) handlers, Duration.ofSeconds(timeout), null)
-                .withDelivery(delivery);
+        Restore.Options o;
+        try {
+            o = new Restore.Options(backend, mode, verify, prefetch, (int) handlers, Duration.ofSeconds(timeout), null)
+                    .withDelivery(delivery).withRecording(record == null ? null : new Restore.Recording(record, recordMs));
+        } catch (IllegalArgumentException e) {
+            throw new BadRequestException(e.getMessage());
+        }
         return new ServiceRequest(Op.RESTORE, dir, o, prefetch);
     }
 
     /** The request for {@code dir} with these options, as one line of JSON (what a client sends). */
     public static String restoreLine(Path dir, Restore.Mode mode, String backend, Restore.Verify verify, String prefetch, int handlers,
                                      String delivery, long timeoutSeconds) {
+        return restoreLine(dir, mode, backend, verify, prefetch, handlers, delivery, timeoutSeconds, null, 0);
+    }
+
+    /** ... recording the working set to {@code recordWorkingSet} (absolute; null: no recording) for its first {@code recordMs} (0: the whole run). */
+    public static String restoreLine(Path dir, Restore.Mode mode, String backend, Restore.Verify verify, String prefetch, int handlers,
+                                     String delivery, long timeoutSeconds, Path recordWorkingSet, long recordMs) {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("op", "restore");
         m.put("dir", dir.toAbsolutePath().normalize().toString());
@@ -103,6 +128,10 @@ public record ServiceRequest(Op op, Path dir, Restore.Options options, Prefetch 
         m.put("handlers", handlers);
         if (delivery != null) m.put("delivery", delivery);
         m.put("timeout_s", timeoutSeconds);
+        if (recordWorkingSet != null) {
+            m.put("record_working_set", recordWorkingSet.toString());
+            if (recordMs > 0) m.put("record_ms", recordMs);
+        }
         return ServiceJson.line(m);
     }
 

@@ -10,7 +10,6 @@ import dev.faultline.hv.VcpuExit;
 import dev.faultline.paging.DemandPager;
 import dev.faultline.paging.FaultCore;
 import dev.faultline.paging.PageSourceException;
-import dev.faultline.paging.PageStates;
 import dev.faultline.paging.PagingStats;
 import dev.faultline.paging.Prefetch;
 import dev.faultline.paging.exit.ExitPager;
@@ -37,7 +36,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.FutureTask;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Function;
 
 /**
@@ -122,15 +120,26 @@ public final class Restore {
     }
 
     /**
-     * The prefetch a restore takes by name: "none" or "readahead" ({@link Prefetch#DEFAULT_READAHEAD}).
+     * The prefetch a restore takes by name: "none", "readahead" ({@link Prefetch#DEFAULT_READAHEAD}) or
+     * "replay:FILE" (a working set recorded by an earlier restore of the same snapshot, {@link Recording}).
      * @throws IllegalArgumentException naming the accepted words
+     * @throws dev.faultline.paging.PageSourceException for a working-set file that cannot be used
      */
     public static Prefetch prefetchNamed(String name) {
-        return switch (name) {
-            case "none" -> Prefetch.NONE;
-            case "readahead" -> Prefetch.DEFAULT_READAHEAD;
-            default -> throw new IllegalArgumentException("none or readahead, not '" + name + "'");
-        };
+        return Prefetch.parse(name);
+    }
+
+    /**
+     * Record the guest-physical pages the guest touches (first touch first) in its first {@code millis}
+     * (0: its whole run) and write them to {@code file} ({@link dev.faultline.paging.WorkingSet}'s format)
+     * after the run, for {@code --prefetch replay:FILE} next time. Every touch must fault to be seen, so
+     * the restore runs with prefetch none.
+     */
+    public record Recording(Path file, long millis) {
+        public Recording {
+            if (file == null) throw new IllegalArgumentException("a recording needs a file");
+            if (millis < 0) throw new IllegalArgumentException("a recording window is 0 (whole run) or positive, not " + millis + " ms");
+        }
     }
 
     /**
@@ -141,10 +150,11 @@ public final class Restore {
      * @param delivery who serves a lazy restore's faults; null: the backend's own (kvm uffd, ref exit)
      */
     public record Options(String backend, Mode mode, Verify verify, Prefetch prefetch, int handlers, Duration timeout,
-                          Function<String, Hypervisor> backends, Shells shells, Delivery delivery) {
+                          Function<String, Hypervisor> backends, Shells shells, Delivery delivery, Recording recording, Path uffdHandler,
+                          Observer observer) {
         public Options(String backend, Mode mode, Verify verify, Prefetch prefetch, int handlers, Duration timeout,
                        Function<String, Hypervisor> backends) {
-            this(backend, mode, verify, prefetch, handlers, timeout, backends, null, null);
+            this(backend, mode, verify, prefetch, handlers, timeout, backends, null, null, null, null, null);
         }
 
         public Options {
@@ -155,6 +165,20 @@ public final class Restore {
             if (timeout == null) timeout = Duration.ofMinutes(5);
             if (backends == null) backends = Backends::open;
             if (shells == null) shells = Shells.NONE;
+            if (observer == null) observer = Observer.NONE;
+            if (recording != null && mode == Mode.EAGER) throw new IllegalArgumentException("an eager restore has no faults to record a working set from");
+            if (recording != null && !(prefetch instanceof Prefetch.None)) {
+                throw new IllegalArgumentException("recording a working set needs prefetch none (pages installed ahead of a touch are never seen), not "
+                        + Prefetch.name(prefetch));
+            }
+            if (prefetch instanceof Prefetch.Replay && delivery == Delivery.EXIT) {
+                throw new IllegalArgumentException("replaying a working set needs userfaultfd handler threads, which install it in the background "
+                        + "(delivery uffd on kvm), not exit delivery");
+            }
+            if (uffdHandler != null && (mode == Mode.EAGER || delivery == Delivery.EXIT || recording != null || !(prefetch instanceof Prefetch.None))) {
+                throw new IllegalArgumentException("a restore handed to an external page-fault handler is lazy, delivered through userfaultfd, "
+                        + "with the handler's own prefetch and recording (--prefetch none here)");
+            }
             if (delivery == Delivery.EXIT && handlers > 1) {
                 throw new IllegalArgumentException("exit delivery has one handler thread, for host threads' faults only (each vCPU serves "
                         + "its own): not " + handlers + " handlers");
@@ -165,11 +189,31 @@ public final class Restore {
             return new Options(backend, mode, null, null, 1, null, null);
         }
 
-        public Options withVerify(Verify v) { return new Options(backend, mode, v, prefetch, handlers, timeout, backends, shells, delivery); }
-        public Options withPrefetch(Prefetch p) { return new Options(backend, mode, verify, p, handlers, timeout, backends, shells, delivery); }
-        public Options withBackends(Function<String, Hypervisor> b) { return new Options(backend, mode, verify, prefetch, handlers, timeout, b, shells, delivery); }
-        public Options withShells(Shells s) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, s, delivery); }
-        public Options withDelivery(Delivery d) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, d); }
+        public Options withVerify(Verify v) { return new Options(backend, mode, v, prefetch, handlers, timeout, backends, shells, delivery, recording, uffdHandler, observer); }
+        public Options withPrefetch(Prefetch p) { return new Options(backend, mode, verify, p, handlers, timeout, backends, shells, delivery, recording, uffdHandler, observer); }
+        public Options withBackends(Function<String, Hypervisor> b) { return new Options(backend, mode, verify, prefetch, handlers, timeout, b, shells, delivery, recording, uffdHandler, observer); }
+        public Options withShells(Shells s) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, s, delivery, recording, uffdHandler, observer); }
+        public Options withDelivery(Delivery d) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, d, recording, uffdHandler, observer); }
+        /** Records the working set of this restore ({@link Recording}); null: none. */
+        public Options withRecording(Recording r) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, delivery, r, uffdHandler, observer); }
+        /** Hands the RAM to the external page-fault handler listening on {@code socket}, as Firecracker does; null: faultline's own handler threads. */
+        public Options withUffdHandler(Path socket) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, delivery, recording, socket, observer); }
+        /** Tells {@code o} of the restore's moments as they happen (a service's metrics and events). */
+        public Options withObserver(Observer o) { return new Options(backend, mode, verify, prefetch, handlers, timeout, backends, shells, delivery, recording, uffdHandler, o); }
+    }
+
+    /**
+     * Told of a restore's moments as they happen, on the threads they happen on (keep it short and
+     * never block: the first-instruction call is on a vCPU thread just before it enters the guest).
+     */
+    public interface Observer {
+        /** A lazy restore's demand paging is set up: {@code core} serves (or, with an external handler, stands for) its faults. */
+        default void pagingStarted(FaultCore core) {}
+
+        /** The first vCPU is about to enter the guest, {@code nanos} after the restore began. */
+        default void firstInstruction(long nanos) {}
+
+        Observer NONE = new Observer() {};
     }
 
     /**
@@ -199,10 +243,11 @@ public final class Restore {
      * the low 1 MiB copied in); {@code pagingReady} (lazy: userfaultfd registered and handler
      * threads started, or the exit-on-missing bitmap set); {@code firstEntry} (the first vCPU thread
      * is about to make its first KVM_RUN / ref run call); {@code ended} (every vCPU stopped,
-     * untouched pages copied in, RAM hashed).
+     * untouched pages copied in, RAM hashed); {@code guestNanos}: from the first vCPU's first entry to
+     * the last vCPU's last exit (the guest's own run).
      */
     public record Timings(long described, long backendOpened, long vmReady, long descriptionJoined, long machineBuilt, long checked,
-                          long checksJoined, long memoryReady, long pagingReady, long firstEntry, long ended, long fillRestNanos) {
+                          long checksJoined, long memoryReady, long pagingReady, long firstEntry, long ended, long fillRestNanos, long guestNanos) {
         public Map<String, Object> toMap() {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("describe_ms", ms(described));
@@ -218,6 +263,8 @@ public final class Restore {
             m.put("paging_setup_ms", ms(pagingReady - memoryReady));
             m.put("vcpu_thread_start_ms", ms(firstEntry - pagingReady));
             m.put("to_first_instruction_ms", ms(firstEntry));
+            m.put("guest_run_ms", ms(guestNanos));
+            m.put("to_guest_end_ms", ms(firstEntry + guestNanos));
             m.put("to_completion_ms", ms(ended));
             m.put("copy_untouched_pages_ms", ms(fillRestNanos));
             return m;
@@ -234,9 +281,13 @@ public final class Restore {
         public boolean ok() { return (!recorded || (ramMatches && vcpusMatch)) && workloadVerified; }
     }
 
-    /** @param delivery who served the lazy restore's faults (null for an eager one) */
+    /**
+     * @param delivery      who served the lazy restore's faults (null for an eager one)
+     * @param recordedPages pages of the working set written ({@link Options#recording}), or -1 when none was recorded
+     */
     public record Result(SnapshotDescription snapshot, String backend, Mode mode, Verify verify, Delivery delivery, RunReport report,
-                         PagingStats paging, long chunksVerified, long bytesRead, Timings timings, Comparison comparison, String failure) {
+                         PagingStats paging, long chunksVerified, long bytesRead, Timings timings, Comparison comparison, String failure,
+                         long recordedPages) {
         public boolean ok() { return failure == null && report.clean() && comparison.ok(); }
     }
 
@@ -245,7 +296,7 @@ public final class Restore {
         CompletableFuture<String> backendName = new CompletableFuture<>();
         Checks checks = new Checks(dir, o, backendName);
         PagerSlot slot = new PagerSlot();
-        FirstEntry first = new FirstEntry();
+        FirstEntry first = new FirstEntry(o.recording() == null ? 0 : o.recording().millis(), o.observer(), t0);
         Hypervisor hv = null;
         VmShell shell = null;
         Machine m = null;
@@ -295,12 +346,23 @@ public final class Restore {
             RunReport report = machine.start().await();
             long ended = System.nanoTime() - t0;
             String failure = pager != null && pager.failureMessage() != null ? pager.failureMessage() : first.fillFailure;
+            long recorded = -1;
+            if (o.recording() != null && core != null && failure == null) {
+                dev.faultline.paging.WorkingSet ws = core.recordedWorkingSet();
+                try {
+                    ws.write(o.recording().file());
+                    recorded = ws.size();
+                } catch (java.io.IOException e) {
+                    failure = "the working set could not be written to " + o.recording().file() + ": " + e.getMessage();
+                }
+            }
             Timings t = new Timings(checked.describedAt() - t0, backendOpened, vmReady, descriptionJoined, machineBuilt,
-                    checked.doneAt() - t0, checksJoined, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos);
+                    checked.doneAt() - t0, checksJoined, memoryReady, first.prepared - t0, first.at.get() - t0, ended, first.fillNanos,
+                    first.lastStop.get() == Long.MIN_VALUE ? 0 : first.lastStop.get() - first.at.get());
             Comparison c = compare(d, report, ram, failure);
             Delivery delivery = o.mode() == Mode.LAZY ? deliveryOn(backend.name(), o.delivery()) : null;
             return new Result(d, backend.name(), o.mode(), o.verify(), delivery, report, core == null ? null : new PagingStats(core),
-                    snap.chunksVerified(), snap.bytesRead(), t, c, failure);
+                    snap.chunksVerified(), snap.bytesRead(), t, c, failure, recorded);
         }
     }
 
@@ -463,7 +525,18 @@ public final class Restore {
         int vcpus = snap.description().vcpus().size();
         boolean exits = deliveryOn(backend, o.delivery()) == Delivery.EXIT;
         Prefetch prefetch = exits ? ExitPager.onFaultingThread(o.prefetch()) : o.prefetch();
-        FaultCore core = new FaultCore(new SnapshotSource(snap), base, size, vcpus, prefetch, false);
+        if (prefetch instanceof Prefetch.Replay r && r.order().spaceBytes() != snap.description().ramBytes()) {
+            throw new IllegalArgumentException("the working set was recorded for " + r.order().spaceBytes() + " bytes of guest RAM, this snapshot has "
+                    + snap.description().ramBytes() + ": record it again from this snapshot");
+        }
+        if (prefetch instanceof Prefetch.Replay && exits) {
+            throw new IllegalArgumentException("replaying a working set needs userfaultfd handler threads (delivery uffd on kvm), which install it in the background");
+        }
+        FaultCore core = new FaultCore(new SnapshotSource(snap), base, size, vcpus, prefetch, o.recording() != null);
+        if (o.uffdHandler() != null) {
+            if (!backend.equals("kvm")) throw new IllegalArgumentException("an external page-fault handler needs the kvm backend (userfaultfd), not " + backend);
+            return new dev.faultline.pageserver.ExternalHandlerPager(core, o.uffdHandler());
+        }
         if (backend.equals("ref")) return new ExitPager(core);
         return new UffdPager(core, exits ? UffdPager.Config.exitDelivery(UffdPager.Mode.MISSING)
                 : new UffdPager.Config(UffdPager.Mode.MISSING, o.handlers(), 0, false, List.of(), UffdPager.Pinning.NONE));
@@ -475,7 +548,7 @@ public final class Restore {
      * before the machine starts ({@code null}: eager, nothing to page); read only after that start,
      * on threads the start creates.
      */
-    private static final class PagerSlot implements MemoryPreparer, MemoryFaultHandler {
+    static final class PagerSlot implements MemoryPreparer, MemoryFaultHandler {
         private DemandPager pager;
         private MemoryFaultHandler handler = MemoryFaultHandler.NONE;
 
@@ -504,66 +577,6 @@ public final class Restore {
         @Override
         public String hypercall(int vcpuIndex, VcpuExit.Hypercall call) {
             return handler.hypercall(vcpuIndex, call);
-        }
-    }
-
-    /**
-     * Wraps the run's memory preparer: notes when the first vCPU thread is about to enter the guest,
-     * and after a lazy run (userfaultfd unregistered, so RAM can be written and read from Java) copies
-     * in every page the guest never touched, from the same checked source.
-     */
-    private static final class FirstEntry {
-        final AtomicLong at = new AtomicLong(Long.MAX_VALUE);
-        volatile String fillFailure;
-        volatile long fillNanos;
-        volatile long prepared;
-
-        MemoryPreparer wrap(PagerSlot slot) {
-            return context -> {
-                MemoryPreparer.Session s = slot.prepare(context);
-                prepared = System.nanoTime();
-                DemandPager pager = slot.pager();
-                return new MemoryPreparer.Session() {
-                    @Override
-                    public void vcpuThreadStarted(int index) {
-                        s.vcpuThreadStarted(index);
-                        long now = System.nanoTime();
-                        at.accumulateAndGet(now, Math::min);
-                    }
-
-                    @Override
-                    public void vcpuThreadStopping(int index) { s.vcpuThreadStopping(index); }
-
-                    @Override
-                    public void close() {
-                        s.close();
-                        if (pager != null && pager.failureMessage() == null) {
-                            long t = System.nanoTime();
-                            fillUntouched(pager.core(), context.ram().segment());
-                            fillNanos = System.nanoTime() - t;
-                        }
-                    }
-                };
-            };
-        }
-
-        private void fillUntouched(FaultCore core, MemorySegment ram) {
-            PageStates st = core.states();
-            long pages = st.pages();
-            long p = 0;
-            try {
-                while (p < pages) {
-                    if (st.get(p) != PageStates.MISSING) { p++; continue; }
-                    long q = p;
-                    long chunkEnd = (core.gpaOf(p) / SnapshotFormat.CHUNK_BYTES + 1) * SnapshotFormat.CHUNK_BYTES;
-                    while (q < pages && st.get(q) == PageStates.MISSING && core.gpaOf(q) < chunkEnd) q++;
-                    long gpa = core.gpaOf(p), len = (q - p) * FaultCore.PAGE;
-                    if (!core.source().isZero(gpa, len)) core.source().fill(gpa, ram, gpa, len);
-                    p = q;
-                }
-            } catch (PageSourceException e) {
-                fillFailure = "after the guest ended, copying the pages it never touched failed: " + e.getMessage();
-            }
         }
     }
 

@@ -51,6 +51,7 @@ public final class RestoreReport {
         c.put("workload", r.comparison().workloadVerdict());
         c.put("verdict", r.comparison().verdict());
         t.put("comparison", c);
+        if (r.recordedPages() >= 0) t.put("working_set_recorded_pages", r.recordedPages());
         if (r.failure() != null) t.put("failure", r.failure());
         t.put("ok", r.ok());
         t.put("run", ReportJson.of(r.report()));

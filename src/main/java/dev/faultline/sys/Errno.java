@@ -30,6 +30,9 @@ public final class Errno {
     public static final int ERANGE = 34;
     public static final int EOPNOTSUPP = 95;
     public static final int ETIMEDOUT = 110;
+    public static final int EPIPE = 32;
+    public static final int ECONNRESET = 104;
+    public static final int ECONNREFUSED = 111;
     public static final int EHWPOISON = 133;
 
     /** Symbolic name ("EFAULT") or "errno N" for values outside the table. */
@@ -58,6 +61,9 @@ public final class Errno {
             case ENOSYS -> "ENOSYS";
             case EOPNOTSUPP -> "EOPNOTSUPP";
             case ETIMEDOUT -> "ETIMEDOUT";
+            case EPIPE -> "EPIPE";
+            case ECONNRESET -> "ECONNRESET";
+            case ECONNREFUSED -> "ECONNREFUSED";
             case EHWPOISON -> "EHWPOISON";
             default -> "errno " + errno;
         };
@@ -89,6 +95,9 @@ public final class Errno {
             case ENOSYS -> "Function not implemented";
             case EOPNOTSUPP -> "Operation not supported";
             case ETIMEDOUT -> "Connection timed out";
+            case EPIPE -> "Broken pipe";
+            case ECONNRESET -> "Connection reset by peer";
+            case ECONNREFUSED -> "Connection refused";
             case EHWPOISON -> "Memory page has hardware error";
             default -> "Unknown error " + errno;
         };

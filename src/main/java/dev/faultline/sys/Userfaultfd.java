@@ -120,6 +120,31 @@ public final class Userfaultfd implements AutoCloseable {
         }
     }
 
+    /**
+     * A userfaultfd this process received from another (SCM_RIGHTS), which that process already
+     * configured with UFFDIO_API and registered ranges with: it is not configured again (a second
+     * UFFDIO_API fails), {@link #features()} stays -1. Closing it closes only this descriptor.
+     */
+    public static Userfaultfd adopt(int fd) {
+        if (fd < 0) throw new IllegalArgumentException("no descriptor: " + fd);
+        return new Userfaultfd(fd, Source.SYSCALL);
+    }
+
+    /**
+     * A userfaultfd made as Firecracker makes its own (userfaultfd-rs's UffdBuilder with close_on_exec,
+     * non_blocking and user_mode_only(false)): through /dev/userfaultfd when it exists, falling back to
+     * the system call only when the device is missing (ENOENT); O_CLOEXEC|O_NONBLOCK, kernel-mode faults
+     * delivered too.
+     */
+    public static Userfaultfd openAsFirecracker() {
+        try {
+            return open(Source.DEVICE, false, false);
+        } catch (ErrnoException e) {
+            if (e.errno() != Errno.ENOENT) throw e;
+            return open(Source.SYSCALL, false, false);
+        }
+    }
+
     /** The syscall, or /dev/userfaultfd when the syscall is refused (EPERM for kernel faults, ENOSYS); non-blocking. */
     public static Userfaultfd open() { return open(false); }
 

@@ -124,7 +124,8 @@ class CliTest {
     @Test
     void shouldBuildOnlyTheCommandThatIsNamed() {
         assertEquals(java.util.Set.of("restore"), Main.commandLine("restore").getSubcommands().keySet());
-        assertEquals(java.util.Set.of("demo", "migrate", "caps", "run", "scenario", "conform", "bench", "snapshot", "restore", "serve", "tls", "help"),
+        assertEquals(java.util.Set.of("demo", "migrate", "caps", "run", "scenario", "conform", "bench", "snapshot", "restore", "serve", "uffd-handler",
+                "tls", "help"),
                 Main.commandLine(null).getSubcommands().keySet());
         assertEquals(Main.commandLine(null).getSubcommands().keySet(), Main.commandLine("--help").getSubcommands().keySet());
         assertEquals(Main.commandLine(null).getSubcommands().keySet(), Main.commandLine("restor").getSubcommands().keySet());

@@ -11,7 +11,7 @@ import java.lang.foreign.MemorySegment;
  * are copied from the core's zero buffer, or mapped with UFFDIO_ZEROPAGE when asked (the shared zero
  * page: cheaper to map, but the guest's first write then takes a copy-on-write fault).
  */
-final class CopyInstaller implements Installer {
+public final class CopyInstaller implements Installer {
     private final Userfaultfd uffd;
     private final Userfaultfd.Caller caller;
     private final MemorySegment staging;
@@ -20,7 +20,7 @@ final class CopyInstaller implements Installer {
     private final boolean zeropage;
     private long runGpa;
 
-    CopyInstaller(Userfaultfd uffd, Userfaultfd.Caller caller, int maxRunPages, MemorySegment zeros, long hvaBase, boolean zeropage) {
+    public CopyInstaller(Userfaultfd uffd, Userfaultfd.Caller caller, int maxRunPages, MemorySegment zeros, long hvaBase, boolean zeropage) {
         this.uffd = uffd;
         this.caller = caller;
         this.staging = HostMemory.scratch((long) maxRunPages * dev.faultline.paging.FaultCore.PAGE);
