@@ -245,6 +245,59 @@ class TlsHandshakeTest {
     }
 
     @Test
+    void shouldEndTheStreamWhenABitOfARecordIsChangedOnTheWay() throws Exception {
+        try (TlsTestBed bed = new TlsTestBed(destination(good, "source"), TIMEOUT);
+             java.nio.channels.ServerSocketChannel relay = java.nio.channels.ServerSocketChannel.open()
+                     .bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0))) {
+            CompletableFuture<Link> accepted = bed.acceptNext();
+            // a relay that flips one bit at byte 100,000 of what the client sends (well past the handshake)
+            Thread.ofPlatform().daemon().start(() -> {
+                try (SocketChannel in = relay.accept(); SocketChannel out = SocketChannel.open(new InetSocketAddress(InetAddress.getLoopbackAddress(), bed.port()))) {
+                    Thread back = Thread.ofPlatform().daemon().start(() -> pump(out, in, -1));
+                    pump(in, out, 100_000);
+                    back.join(10_000);
+                } catch (IOException | InterruptedException ignored) {
+                    // the test is over
+                }
+            });
+            int relayPort = ((InetSocketAddress) relay.getLocalAddress()).getPort();
+            try (Link src = source(good, "source", "destination").connect("127.0.0.1", relayPort, TIMEOUT);
+                 Link dst = accepted.get(20, TimeUnit.SECONDS)) {
+                CompletableFuture<Void> sent = CompletableFuture.runAsync(() -> {
+                    try {
+                        writeAll(src, new byte[1 << 20]);
+                    } catch (IOException stopped) {
+                        // the receiver gave up
+                    }
+                });
+                IOException e = assertThrows(IOException.class, () -> readAll(dst, 1 << 20));
+                assertTrue(e.getMessage().startsWith("TLS: ") && e.getMessage().toLowerCase().contains("tag mismatch"), e.getMessage());
+                dst.close();
+                sent.get(20, TimeUnit.SECONDS);
+            }
+        }
+    }
+
+    /** Copies {@code from} to {@code to} until either ends, flipping the lowest bit of byte {@code flipAt} (-1: none). */
+    private static void pump(SocketChannel from, SocketChannel to, long flipAt) {
+        ByteBuffer b = ByteBuffer.allocate(8192);
+        long seen = 0;
+        try {
+            while (from.read(b.clear()) >= 0) {
+                b.flip();
+                if (flipAt >= seen && flipAt < seen + b.limit()) {
+                    int i = (int) (flipAt - seen);
+                    b.put(i, (byte) (b.get(i) ^ 1));
+                }
+                seen += b.limit();
+                while (b.hasRemaining()) to.write(b);
+            }
+        } catch (IOException ended) {
+            // one side closed
+        }
+    }
+
+    @Test
     void shouldRefuseAnEmptyAllowList() throws Exception {
         TlsCredentials c = credentials(good, "destination");
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Transport.tls(c, Set.of()));
