@@ -273,7 +273,9 @@ final class TlsLink extends ChannelLink {
         try {
             return engine.unwrap(netIn, dsts, 0, 2);
         } catch (SSLException e) {
-            throw new SSLException("TLS: " + e.getMessage(), e);
+            // an alert after the handshake: in TLS 1.3 how a server refuses a client's certificate arrives here
+            String m = String.valueOf(e.getMessage());
+            throw new SSLException("TLS: " + (m.contains("Received fatal alert: ") ? reason(e) : m), e);
         } finally {
             dsts[0] = null;
             appIn.flip();
