@@ -61,17 +61,32 @@ public final class EnginePair {
 
     /** Encrypts {@code src} (all of it, at most one record's worth) on the client into one record. */
     public void wrap(ByteBuffer src) throws SSLException {
-        c2s.clear();
-        one[0] = src;
-        client.wrap(one, 0, 1, c2s);
-        c2s.flip();
+        wrap(client, c2s, src);
     }
 
     /** Decrypts the record {@link #wrap} made on the server into {@code dst}; returns the bytes it holds. */
     public int unwrap(ByteBuffer dst) throws SSLException {
+        return unwrap(server, c2s, dst);
+    }
+
+    /** As {@link #wrap} and {@link #unwrap}, the other way: from the server to the client. */
+    int back(ByteBuffer src, ByteBuffer dst) throws SSLException {
+        wrap(server, s2c, src);
+        return unwrap(client, s2c, dst);
+    }
+
+    private void wrap(SSLEngine e, ByteBuffer net, ByteBuffer src) throws SSLException {
+        net.clear();
+        one[0] = src;
+        e.wrap(one, 0, 1, net);
+        net.flip();
+    }
+
+    private int unwrap(SSLEngine e, ByteBuffer net, ByteBuffer dst) throws SSLException {
         into[0] = dst;
         int before = dst.position();
-        server.unwrap(c2s, into, 0, 1);
+        e.unwrap(net, into, 0, 1);
+        net.clear();
         return dst.position() - before;
     }
 }

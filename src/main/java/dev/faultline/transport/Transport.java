@@ -53,8 +53,8 @@ public sealed interface Transport permits InsecureTransport, TlsTransport {
     boolean secure();
 
     /**
-     * For reports: "TLS 1.3 as 'destination', accepting source; TLS code warmed up: 20500 of 20500 records
-     * in 1840 ms" or "plain TCP (insecure)".
+     * For reports: "TLS 1.3 as 'destination', accepting source; TLS code warmed up: 23104 records in
+     * 1840 ms, compiled" or "plain TCP (insecure)".
      */
     String describe();
 }
