@@ -19,10 +19,10 @@ final class TlsComparison {
      * The figures of one run.
      * @param pushCpuMs      CPU time of the source's push thread (encrypting, over TLS)
      * @param installerCpuMs CPU time of the destination's installer of pushed pages (decrypting, over TLS)
-     * @param setup          the source's transport, with how far its TLS warm-up had got by the end
+     * @param setup          the source's and the destination's transport, with what their TLS warm-up did
      */
     record Figures(double totalMs, double downtimeMs, Map<String, double[]> faults, boolean verified, String transport,
-                   double pushCpuMs, double installerCpuMs, String setup) {
+                   double pushCpuMs, double installerCpuMs, List<String> setup) {
         /** From a demo summary (the map --json prints); faults: vCPU to {p50, p99} in µs. */
         static Figures of(Map<String, Object> s) {
             Map<String, double[]> faults = new LinkedHashMap<>();
@@ -34,7 +34,8 @@ final class TlsComparison {
             }
             return new Figures(SourceSide.number(s.get("total_ms")), SourceSide.number(s.get("downtime_ms")), faults,
                     Boolean.TRUE.equals(s.get("verified")), String.valueOf(s.get("transport")), SourceSide.number(SourceSide.map(s.get("push_ms")).get("cpu")),
-                    SourceSide.number(SourceSide.map(s.get("destination")).get("push_installer_cpu_ms")), String.valueOf(s.get("transport_setup")));
+                    SourceSide.number(SourceSide.map(s.get("destination")).get("push_installer_cpu_ms")),
+                    List.of("source: " + s.get("transport_setup"), "destination: " + SourceSide.map(s.get("destination")).get("transport_setup")));
         }
     }
 
@@ -178,7 +179,7 @@ final class TlsComparison {
         out.printf("  per run, TLS total:   %s ms%n", Arrays.toString(tls.stream().mapToDouble(Figures::totalMs).toArray()));
         out.printf("  per run, plain total: %s ms%n", Arrays.toString(plain.stream().mapToDouble(Figures::totalMs).toArray()));
         out.printf("  TLS: %s%n", tls.isEmpty() ? "" : tls.get(0).transport());
-        for (Figures f : tls) out.printf("  source after a TLS run: %s%n", f.setup());
+        for (Figures f : tls) out.printf("  TLS run: %s%n", String.join("; ", f.setup()));
         out.printf("  targets: %s%n", m.get("targets"));
         out.printf("  every run verified: %s%n", verified() ? "yes" : "NO");
         if (context.containsKey("load_average")) out.printf("  load average before/after: %s%n", context.get("load_average"));

@@ -610,6 +610,7 @@ public final class MigrationDestination {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("backend", backend);
             m.put("transport", main.link().protocol() + ", source " + main.link().peerIdentity());
+            m.put("transport_setup", transport.describe());
             m.put("delivery", demandPaging ? "post-copy (" + delivery() + ")" : "stop-and-copy: " + fallbackWhy);
             m.put("ram_bytes", hello.ramSize());
             m.put("vcpus", hello.vcpus());
