@@ -1,21 +1,16 @@
 package dev.faultline.cli;
 
-import dev.faultline.migration.MigrationSource;
 import dev.faultline.migration.ProtocolException;
+import dev.faultline.transport.Transport;
 import dev.faultline.vmm.Backends;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Duration;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -26,7 +21,9 @@ import picocli.CommandLine.Option;
                 "reference hypervisor elsewhere): a guest whose working set moves through its memory starts in this",
                 "(source) process, migrates post-copy mid-run to a destination process started as a child on loopback,",
                 "keeps running there and finishes. Prints progress, then downtime, total time, pages demanded and pushed,",
-                "remote-fault latency percentiles and the verified RAM hash; writes a chart of the fault latencies."})
+                "remote-fault latency percentiles and the verified RAM hash; writes a chart of the fault latencies.",
+                "Every connection is mutual TLS 1.3, with a throwaway CA and certificates made in a temporary directory",
+                "(removed at the end); --insecure runs plain TCP, --compare-tls both, and reports what TLS costs."})
 final class DemoCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object (the figures) on stdout.")
     boolean json;
@@ -65,6 +62,18 @@ final class DemoCommand implements Callable<Integer> {
     @Mixin
     PriorityOptions priorities;
 
+    @Option(names = "--insecure", description = "Plain TCP between the two processes (no TLS).")
+    boolean insecure;
+
+    @Option(names = "--compare-tls",
+            description = "Run the migration over TLS and over plain TCP (--rounds pairs, interleaved) and report what TLS costs: total time, "
+                    + "downtime and remote-fault p50/p99 per vCPU, the medians of each and their ratios.")
+    boolean compareTls;
+
+    @Option(names = "--rounds", paramLabel = "N", defaultValue = "1",
+            description = "With --compare-tls: how many TLS/plain pairs (1 to 50), alternating which goes first. Default: ${DEFAULT-VALUE}.")
+    int rounds;
+
     @Override
     public Integer call() throws IOException, InterruptedException {
         Backends.Choice choice = backend.equals("auto") ? Backends.best() : new Backends.Choice(backend, "asked for with --backend");
@@ -72,90 +81,87 @@ final class DemoCommand implements Callable<Integer> {
         if (delivery.equals("exit") && choice.name().equals("ref")) {
             throw new UserError("--delivery exit is for kvm; the backend here is ref (" + choice.why() + "), which serves every fault on the vCPU already");
         }
+        if (compareTls && insecure) throw new UserError("--compare-tls runs both TLS and plain TCP; leave out --insecure");
+        if (!compareTls && rounds != 1) throw new UserError("--rounds is for --compare-tls");
+        if (rounds < 1 || rounds > 50) throw new UserError("--rounds must be 1 to 50, got " + rounds);
+        DemoRun.Settings settings = new DemoRun.Settings(choice, mem, vcpus, fill, after, precopyRounds, priorities.raise(), delivery);
         Progress progress = new Progress(json);
         progress.phase("faultline demo: backend " + choice.name() + ": " + choice.why());
-        Process child = startDestination(choice.name(), priorities.raise(), delivery);
-        try {
-            BufferedReader err = new BufferedReader(new InputStreamReader(child.getErrorStream(), StandardCharsets.UTF_8));
-            int port = -1;
-            List<String> childErr = new ArrayList<>();
-            String line;
-            while ((line = err.readLine()) != null) {
-                childErr.add(line);
-                int at = line.indexOf("listening on ");
-                if (at >= 0) {
-                    port = Integer.parseInt(line.substring(line.lastIndexOf(':') + 1).trim());
-                    break;
-                }
-            }
-            if (port < 0) throw new UserError("the destination process did not start: " + String.join(" / ", childErr));
-            progress.phase("destination process " + child.pid() + " listens on 127.0.0.1:" + port);
-            CompletableFuture<List<String>> errRest = CompletableFuture.supplyAsync(() -> err.lines().toList());
-            CompletableFuture.runAsync(() -> new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8))
-                    .lines().forEach(l -> progress.phase("[destination] " + l.replaceFirst("^destination: ", ""))));
-
-            GuestOptions opts = new GuestOptions();
-            opts.backend = choice.name();
-            opts.mem = mem;
-            opts.vcpus = vcpus;
-            opts.backing = "anonymous";
-            opts.seed = 1;
-            opts.stride = 8;
-            opts.rounds = 40;
-            opts.workingSet = 1024;
-            opts.timeoutSeconds = 120;
-            opts.maxExitLog = 0;
-            GuestOptions.Source src = new GuestOptions.Source();
-            src.workload = "phases";
-            MigrationSource.Options mo = new MigrationSource.Options("127.0.0.1", port, after, precopyRounds, 10_000, true, Duration.ofSeconds(120),
-                    priorities.raise(), 0);
-            SourceSide.Outcome o;
-            try {
-                o = SourceSide.run(opts, src, mo, fill, true, progress);
-            } catch (ProtocolException e) {
-                progress.done();
-                child.waitFor(5, TimeUnit.SECONDS);
-                String dest = errRest.isDone() ? String.join(" / ", errRest.join()) : "";
-                System.err.println("faultline demo: migration failed: " + e.getMessage() + (dest.isEmpty() ? "" : " (destination: " + dest + ")"));
-                return 1;
-            }
-            progress.done();
-            Map<String, Object> summary = new LinkedHashMap<>();
-            summary.put("backend_choice", Map.of("backend", choice.name(), "why", choice.why()));
-            summary.putAll(o.summary());
-            try {
-                List<Path> files = DemoChart.write(chartDir, SourceSide.map(o.summary().get("destination")),
-                        choice.name() + ", " + Units.formatSize(mem) + ", " + vcpus + " vCPUs");
-                summary.put("chart", files.stream().map(p -> p.toAbsolutePath().toString()).toList());
-            } catch (IOException | RuntimeException | LinkageError e) {
-                summary.put("chart", "not written: " + e);
-            }
-            if (json) {
-                Json.print(System.out, summary);
-            } else {
-                Summary.print(System.out, summary);
-                Object chart = summary.get("chart");
-                System.out.println("  chart            " + (chart instanceof List<?> l ? String.join(", ", l.stream().map(String::valueOf).toList()) : chart));
-            }
-            boolean childOk = child.waitFor(30, TimeUnit.SECONDS) && child.exitValue() == 0;
-            if (!childOk && !json) System.out.println("  (the destination process ended with " + (child.isAlive() ? "no exit yet" : "exit code " + child.exitValue()) + ")");
-            return o.ok() ? 0 : 1;
-        } finally {
-            if (child.isAlive()) {
-                child.destroy();
-                if (!child.waitFor(5, TimeUnit.SECONDS)) child.destroyForcibly();
-            }
+        try (DemoCertificates certs = insecure ? null : DemoCertificates.make()) {
+            return compareTls ? compare(settings, certs, progress) : once(settings, certs, progress);
         }
     }
 
-    /** The destination: this same program, as a child process, on a free loopback port. */
-    private static Process startDestination(String backend, boolean priorities, String delivery) throws IOException {
-        String java = ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        List<String> cmd = new ArrayList<>(List.of(java, "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                "dev.faultline.cli.Main", "migrate", "listen", "--port", "0", "--bind", "127.0.0.1", "--backend", backend, "--guest-timeout", "120"));
-        if (!priorities) cmd.add("--no-priorities");
-        if (backend.equals("kvm")) cmd.addAll(List.of("--delivery", delivery));
-        ProcessBuilder pb = new ProcessBuilder(cmd);
-        return pb.start();
+    /** One migration, over TLS with {@code certs} (null: plain TCP); prints its summary and writes the chart. */
+    private int once(DemoRun.Settings settings, DemoCertificates certs, Progress progress) throws IOException, InterruptedException {
+        DemoRun.Result r;
+        try {
+            r = run(settings, certs, progress);
+        } catch (ProtocolException e) {
+            System.err.println("faultline demo: migration failed: " + e.getMessage());
+            return 1;
+        }
+        SourceSide.Outcome o = r.outcome();
+        Map<String, Object> summary = new LinkedHashMap<>();
+        summary.put("backend_choice", Map.of("backend", settings.choice().name(), "why", settings.choice().why()));
+        summary.putAll(o.summary());
+        try {
+            List<Path> files = DemoChart.write(chartDir, SourceSide.map(o.summary().get("destination")),
+                    settings.choice().name() + ", " + Units.formatSize(mem) + ", " + vcpus + " vCPUs");
+            summary.put("chart", files.stream().map(p -> p.toAbsolutePath().toString()).toList());
+        } catch (IOException | RuntimeException | LinkageError e) {
+            summary.put("chart", "not written: " + e);
+        }
+        if (json) {
+            Json.print(System.out, summary);
+        } else {
+            Summary.print(System.out, summary);
+            Object chart = summary.get("chart");
+            System.out.println("  chart            " + (chart instanceof List<?> l ? String.join(", ", l.stream().map(String::valueOf).toList()) : chart));
+            if (r.destination() != null) System.out.println("  (the destination process ended with " + r.destination() + ")");
+        }
+        return o.ok() ? 0 : 1;
+    }
+
+    /** --compare-tls: {@link #rounds} pairs of runs, TLS and plain, alternating which goes first. */
+    private int compare(DemoRun.Settings settings, DemoCertificates certs, Progress progress) throws IOException, InterruptedException {
+        TlsComparison c = new TlsComparison(settings.choice().name() + ", " + Units.formatSize(mem) + ", " + vcpus + " vCPUs, "
+                + Units.formatSize(fill) + " of data");
+        String loadBefore = loadAverage();
+        for (int round = 0; round < rounds; round++) {
+            for (int k = 0; k < 2; k++) {
+                boolean tls = TlsComparison.tlsFirst(round) == (k == 0);
+                progress.phase("round " + (round + 1) + " of " + rounds + ": " + (tls ? "TLS" : "plain TCP"));
+                DemoRun.Result r;
+                try {
+                    r = run(settings, tls ? certs : null, progress);
+                } catch (ProtocolException e) {
+                    System.err.println("faultline demo: migration failed (round " + (round + 1) + ", " + (tls ? "TLS" : "plain TCP") + "): " + e.getMessage());
+                    return 1;
+                }
+                c.add(tls, r.outcome().summary());
+            }
+        }
+        Map<String, Object> context = new LinkedHashMap<>();
+        context.put("backend_choice", Map.of("backend", settings.choice().name(), "why", settings.choice().why()));
+        context.put("load_average", List.of(loadBefore, loadAverage()));
+        if (json) Json.print(System.out, c.toMap(context));
+        else c.print(System.out, context);
+        return c.verified() ? 0 : 1;
+    }
+
+    private static DemoRun.Result run(DemoRun.Settings settings, DemoCertificates certs, Progress progress) throws IOException, InterruptedException {
+        Transport t = certs == null ? Transport.insecure() : certs.source();
+        List<String> args = certs == null ? List.of("--insecure") : certs.destinationArgs();
+        return DemoRun.run(settings, t, args, progress);
+    }
+
+    /** The 1-minute load average (/proc/loadavg), or "unknown": the comparison says how loaded the host was. */
+    private static String loadAverage() {
+        try {
+            return new String(Files.readAllBytes(Path.of("/proc/loadavg")), StandardCharsets.US_ASCII).split(" ")[0];
+        } catch (IOException | RuntimeException e) {
+            return "unknown";
+        }
     }
 }

@@ -37,6 +37,7 @@ public final class Main implements Runnable {
         COMMANDS.put("restore", RestoreCommand.class);
         COMMANDS.put("serve", ServeCommand.class);
         COMMANDS.put("uffd-handler", UffdHandlerCommand.class);
+        COMMANDS.put("tls", TlsCommand.class);
     }
 
     @CommandLine.Spec

@@ -2,6 +2,7 @@ package dev.faultline.cli;
 
 import dev.faultline.migration.MigrationDestination;
 import dev.faultline.migration.ProtocolException;
+import dev.faultline.transport.Transport;
 import java.io.IOException;
 import java.net.ServerSocket;
 import java.time.Duration;
@@ -19,7 +20,9 @@ import picocli.CommandLine.Option;
         mixinStandardHelpOptions = true,
         description = {"The destination: waits for one source, receives its guest and runs it to the end, demand-paging",
                 "its memory from the source (post-copy) where the backend can (kvm with userfaultfd), else copying it first.",
-                "Prints 'listening on HOST:PORT' on stderr once it accepts connections."})
+                "Prints 'listening on HOST:PORT' on stderr once it accepts connections. Every connection is mutual TLS 1.3",
+                "(--tls-dir, --tls-allow), or plain TCP on loopback with --insecure."},
+        footer = {"%n" + TlsOptions.SETUP})
 final class MigrateListenCommand implements Callable<Integer> {
     /** The migrated guest's demand paging as a live metrics subject while it runs. */
     private static final class MigrationMetrics {
@@ -64,6 +67,9 @@ final class MigrateListenCommand implements Callable<Integer> {
     @Mixin
     PriorityOptions priorities;
 
+    @Mixin
+    TlsOptions tls;
+
     @Option(names = "--delivery", paramLabel = "KIND", defaultValue = "uffd",
             description = "kvm: how a fault of the migrated guest is served: uffd (a userfaultfd handler thread fetches the page while "
                     + "the vCPU sleeps) or exit (the vCPU fetches it itself after a memory-fault exit, over its own urgent "
@@ -84,12 +90,13 @@ final class MigrateListenCommand implements Callable<Integer> {
         if (!delivery.equals("uffd") && !delivery.equals("exit")) throw new UserError("--delivery is uffd or exit, not '" + delivery + "'");
         boolean exits = delivery.equals("exit");
         if (exits && backend.equals("ref")) throw new UserError("--delivery exit is for kvm; ref serves every fault on the vCPU already");
+        Transport transport = tls.transport(bind, "--bind");
         if (exits) ExitDeliveryCheck.require(backend, "--delivery exit");   // also one clear line where /dev/kvm is missing
         else if (backend.equals("kvm")) dev.faultline.vmm.Backends.open("kvm").close(); // one clear line where /dev/kvm is missing
         EventLog events = telemetry.openEvents();
         PagingMetrics metrics = new PagingMetrics();
         MigrationDestination d = new MigrationDestination(new MigrationDestination.Options(backend, timeoutMillis, Duration.ofSeconds(guestTimeout),
-                priorities.raise(), exits),
+                priorities.raise(), exits), transport,
                 line -> {
                     events.emit("migration", "phase", line);
                     if (!json) { System.out.println(line); System.out.flush(); }
@@ -99,6 +106,7 @@ final class MigrateListenCommand implements Callable<Integer> {
         try (events; MetricsServer m = telemetry.startMetrics("migrate listen", new java.io.PrintWriter(System.err, true), metrics);
              ServerSocket server = MigrationDestination.listen(bind, port)) {
             events.emit("listening", "address", bind + ":" + server.getLocalPort(), "metrics_port", m == null ? null : m.port());
+            System.err.println("faultline migrate listen: " + transport.describe());
             System.err.println("faultline migrate listen: listening on " + bind + ":" + server.getLocalPort());
             System.err.flush();
             Map<String, Object> report;

@@ -2,6 +2,7 @@ package dev.faultline.cli;
 
 import dev.faultline.migration.MigrationSource;
 import dev.faultline.migration.ProtocolException;
+import dev.faultline.transport.Transport;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -14,7 +15,9 @@ import picocli.CommandLine.Option;
         mixinStandardHelpOptions = true,
         description = {"The source: runs a guest, and after --after ms migrates it to the destination at --to (started",
                 "with 'migrate listen'): optional pre-copy rounds, then the switch-over and post-copy. Prints the figures",
-                "and the verification (transfer digest; with the reference run, the final RAM SHA-256 of both sides)."})
+                "and the verification (transfer digest; with the reference run, the final RAM SHA-256 of both sides). Every",
+                "connection is mutual TLS 1.3 (--tls-dir, --tls-allow), or plain TCP to a loopback address with --insecure."},
+        footer = {"%n" + TlsOptions.SETUP})
 final class MigrateSendCommand implements Callable<Integer> {
     @Mixin
     GuestOptions guest;
@@ -50,6 +53,9 @@ final class MigrateSendCommand implements Callable<Integer> {
     @Mixin
     PriorityOptions priorities;
 
+    @Mixin
+    TlsOptions tls;
+
     @Option(names = "--push-rate", paramLabel = "SIZE", converter = Units.SizeConverter.class, defaultValue = "0",
             description = "At most SIZE of RAM per second in the background push (e.g. 256M); replies to the destination's faults "
                     + "are never held back. 0: no limit. Default: ${DEFAULT-VALUE}.")
@@ -69,12 +75,13 @@ final class MigrateSendCommand implements Callable<Integer> {
             throw new UserError("--to must be HOST:PORT with a numeric port, got '" + to + "'");
         }
         if (precopyRounds < 0) throw new UserError("--precopy-rounds must not be negative");
+        Transport transport = tls.transport(to.substring(0, colon), "--to");
         MigrationSource.Options mo = new MigrationSource.Options(to.substring(0, colon), port, afterMillis, precopyRounds, timeoutMillis,
                 !noReference, SourceSide.seconds(guest.timeoutSeconds), priorities.raise(), pushRate);
         Progress progress = new Progress(json);
         SourceSide.Outcome o;
         try {
-            o = SourceSide.run(guest, source, mo, fill, baseline, progress);
+            o = SourceSide.run(guest, source, mo, transport, fill, baseline, progress);
         } catch (ProtocolException e) {
             progress.done();
             System.err.println("faultline migrate send: migration failed: " + e.getMessage());

@@ -4,6 +4,7 @@ import dev.faultline.hv.Hypervisor;
 import dev.faultline.hv.MemslotFlags;
 import dev.faultline.migration.LoopbackBaseline;
 import dev.faultline.migration.MigrationSource;
+import dev.faultline.transport.Transport;
 import dev.faultline.vmm.Backends;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.MachineSpec;
@@ -24,7 +25,7 @@ final class SourceSide {
 
     record Outcome(Map<String, Object> summary, MigrationSource.Result result, boolean ok) {}
 
-    static Outcome run(GuestOptions opts, GuestOptions.Source src, MigrationSource.Options mo, long fillBytes, boolean baseline,
+    static Outcome run(GuestOptions opts, GuestOptions.Source src, MigrationSource.Options mo, Transport transport, long fillBytes, boolean baseline,
                        MigrationSource.Listener listener) {
         GuestOptions.Prepared prepared = opts.prepare(src);
         Map<String, Object> summary = new LinkedHashMap<>();
@@ -42,7 +43,7 @@ final class SourceSide {
         try (Hypervisor hv = Backends.open(backend); Machine m = new Machine(hv, spec)) {
             fill(m.ram().segment(), fillBytes);
             prepared.beforeRun(m.ram().segment());
-            MigrationSource.Result r = new MigrationSource(mo, listener).migrate(m);
+            MigrationSource.Result r = new MigrationSource(mo, transport, listener).migrate(m);
             boolean ok = r.ok();
             if (mo.reference()) {
                 prepared.verify(m, r.sourceRun());
@@ -55,6 +56,7 @@ final class SourceSide {
             summary.put("vcpus", opts.vcpus);
             summary.put("data_filled_bytes", fillBytes);
             summary.putAll(r.figures());
+            summary.put("transport_setup", transport.describe());
             if (summary.get("loopback_baseline_ms") instanceof Double b && b > 0) {
                 summary.put("total_over_loopback", Math.round((Double) r.figures().get("total_ms") / b * 100) / 100.0);
             }

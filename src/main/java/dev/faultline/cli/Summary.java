@@ -17,6 +17,7 @@ final class Summary {
         out.println(ok ? "migration verified" : "migration NOT verified: " + s.get("problems"));
         out.printf("  guest            %s, %s of RAM, %s vCPU(s), %s of data; %s -> %s (%s)%n", s.get("guest"),
                 mib(s.get("ram_bytes")), s.get("vcpus"), mib(s.get("data_filled_bytes")), s.get("source_backend"), s.get("destination_backend"), s.get("mode"));
+        if (s.containsKey("transport")) out.printf("  transport        %s%n", s.get("transport"));
         out.printf("  downtime         %.1f ms (source paused until the destination's first vCPU entered the guest)%n", SourceSide.number(s.get("downtime_ms")));
         out.printf("  total time       %.1f ms (migration start to the last page at the destination)", SourceSide.number(s.get("total_ms")));
         if (s.containsKey("loopback_baseline_ms")) {

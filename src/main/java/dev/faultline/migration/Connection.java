@@ -1,34 +1,34 @@
 package dev.faultline.migration;
 
+import dev.faultline.transport.Link;
+import dev.faultline.transport.PlainLink;
+import dev.faultline.transport.Transport;
 import java.io.EOFException;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.nio.ByteBuffer;
-import java.nio.channels.SelectionKey;
-import java.nio.channels.Selector;
-import java.nio.channels.SocketChannel;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
 import java.util.zip.CRC32C;
 
 /**
- * One TCP connection of a migration, framed as {@link Protocol} says: sequence numbers per direction,
+ * One connection of a migration, framed as {@link Protocol} says: sequence numbers per direction,
  * a CRC32C on every frame, a timeout on silence. Sending is thread-safe (one frame at a time); receiving is
  * done by one thread. Every error names the peer and the frame.
  *
- * <p>Frames go through native (direct) buffers on a non-blocking channel: a page is copied once by
- * the kernel into the receive buffer and once out of it (UFFDIO_COPY reads it from there), where a
- * socket stream would stage it through a temporary native buffer and a heap array first. Waits
- * use a selector per direction, so a timeout still means "nothing moved for that long".
+ * <p>It sits on a {@link Link} (made by a {@link Transport}): mutual TLS 1.3, or plain TCP on loopback.
+ * Whoever made the link has authenticated the peer already; this class only frames.
+ *
+ * <p>Frames go through native (direct) buffers on a non-blocking link: on plain TCP a page is copied
+ * once by the kernel into the receive buffer and once out of it (UFFDIO_COPY reads it from there),
+ * where a socket stream would stage it through a temporary native buffer and a heap array first; over
+ * TLS the engine decrypts it into the receive buffer. Waits use the link's selector per direction, so
+ * a timeout still means "nothing moved for that long".
  */
 public final class Connection implements AutoCloseable {
-    private static final Consumer<SelectionKey> NOTHING = k -> { };
-
-    private final SocketChannel channel;
+    private final Link link;
     private final String peer;
-    private final Selector readable, writable;
     private final Object sendLock = new Object();
     private final ByteBuffer sendBuf;
     private final ByteBuffer sendView;
@@ -45,22 +45,26 @@ public final class Connection implements AutoCloseable {
     private final AtomicLong bytesSent = new AtomicLong(), bytesReceived = new AtomicLong();
 
     /**
-     * Wraps a connected socket that has a channel ({@link #connect}, or an accept on a server socket
-     * from {@link MigrationDestination#listen}); the channel is switched to non-blocking mode.
+     * Plain TCP, unauthenticated (for loopback tests): wraps a connected socket that has a channel (an
+     * accept on a server socket from {@link MigrationDestination#listen}, or {@code SocketChannel.open});
+     * the channel is switched to non-blocking mode.
      */
     public Connection(Socket socket, int timeoutMillis) throws IOException {
-        this.channel = socket.getChannel();
-        if (channel == null) {
+        this(new PlainLink(channelOf(socket)), timeoutMillis);
+    }
+
+    private static java.nio.channels.SocketChannel channelOf(Socket socket) {
+        if (socket.getChannel() == null) {
             throw new IllegalArgumentException("a migration connection needs a socket with a channel (Connection.connect, or MigrationDestination.listen)");
         }
-        socket.setTcpNoDelay(true);
+        return socket.getChannel();
+    }
+
+    /** Frames over {@code link} (its peer authenticated by the transport that made it), which it owns from now on. */
+    public Connection(Link link, int timeoutMillis) {
+        this.link = link;
         this.timeoutMillis = timeoutMillis;
-        this.peer = socket.getInetAddress().getHostAddress() + ":" + socket.getPort();
-        channel.configureBlocking(false);
-        this.readable = Selector.open();
-        this.writable = Selector.open();
-        channel.register(readable, SelectionKey.OP_READ);
-        channel.register(writable, SelectionKey.OP_WRITE);
+        this.peer = link.peerAddress();
         int frameBytes = Protocol.HEADER_BYTES + Protocol.MAX_PAGES_PER_MESSAGE * Protocol.PAGE + 4096;
         this.sendBuf = ByteBuffer.allocateDirect(frameBytes);
         this.sendView = sendBuf.duplicate();
@@ -68,20 +72,25 @@ public final class Connection implements AutoCloseable {
         this.recvBuf = ByteBuffer.allocateDirect(frameBytes);
     }
 
-    /** Opens a connection to {@code host:port}, giving up after {@code timeoutMillis}. */
+    /** Opens a plain TCP connection to {@code host:port} (loopback tests), giving up after {@code timeoutMillis}. */
     public static Connection connect(String host, int port, int timeoutMillis) throws IOException {
-        SocketChannel ch = SocketChannel.open();
-        try {
-            ch.socket().connect(new InetSocketAddress(host, port), timeoutMillis);
-            return new Connection(ch.socket(), timeoutMillis);
-        } catch (IOException | RuntimeException e) {
-            ch.close();
-            throw e;
-        }
+        return connect(Transport.insecure(), host, port, timeoutMillis);
+    }
+
+    /**
+     * Opens a connection to {@code host:port} through {@code transport}: for TLS, the handshake and
+     * the check of the peer's certificate are done when this returns. Gives up after {@code timeoutMillis}.
+     * @throws dev.faultline.transport.PeerRefusedException the peer failed the transport's checks
+     */
+    public static Connection connect(Transport transport, String host, int port, int timeoutMillis) throws IOException {
+        return new Connection(transport.connect(host, port, timeoutMillis), timeoutMillis);
     }
 
     /** "peer 127.0.0.1:7000": how errors name the other side. */
     public String peer() { return "peer " + peer; }
+
+    /** The link under the frames: the peer's authenticated identity ({@link Link#peerIdentity}) and the protocol. */
+    public Link link() { return link; }
 
     public long bytesSent() { return bytesSent.get(); }
     public long bytesReceived() { return bytesReceived.get(); }
@@ -137,15 +146,26 @@ public final class Connection implements AutoCloseable {
         frame.limit(Protocol.HEADER_BYTES + len).position(0);
         try {
             long deadline = 0;
-            while (frame.hasRemaining()) {
-                if (channel.write(frame) > 0) {
+            int buffered = Integer.MAX_VALUE; // bytes the link holds (TLS records) after the frame is all taken
+            while (true) {
+                boolean moved;
+                if (frame.hasRemaining()) {
+                    moved = link.write(frame) > 0;
+                } else {
+                    int left = link.flush();
+                    if (left == 0) break;
+                    moved = left < buffered;
+                    buffered = left;
+                }
+                if (moved) {
                     deadline = 0;
                     continue;
                 }
-                deadline = await(writable, deadline);
+                deadline = await(false, deadline);
                 if (deadline < 0) {
                     throw new ProtocolException(peer() + " went silent: it took nothing for " + timeoutMillis + " ms while this side sent "
-                            + Protocol.typeName(type) + " #" + sendSeq + " (" + frame.position() + " of " + frame.limit() + " bytes sent)");
+                            + Protocol.typeName(type) + " #" + sendSeq + " (" + frame.position() + " of " + frame.limit() + " bytes sent"
+                            + (frame.hasRemaining() ? "" : ", " + buffered + " bytes of TLS records still queued") + ")");
                 }
             }
             bytesSent.addAndGet(Protocol.HEADER_BYTES + len);
@@ -157,26 +177,23 @@ public final class Connection implements AutoCloseable {
     }
 
     /**
-     * Waits on {@code selector} until its channel is ready or the timeout since the first wait of this
-     * stall ({@code deadline} 0: none yet) runs out. Returns the deadline to pass next time, or -1
-     * when it has passed.
+     * Waits until the link is readable ({@code read}) or writable, or the timeout since the first wait
+     * of this stall ({@code deadline} 0: none yet) runs out. Returns the deadline to pass next time, or
+     * -1 when it has passed.
      */
-    private long await(Selector selector, long deadline) throws IOException {
-        try {
-            int timeout = timeoutMillis;
-            if (timeout == 0) {
-                selector.select(NOTHING, 0);
-                return 0;
-            }
+    private long await(boolean read, long deadline) throws IOException {
+        int timeout = timeoutMillis;
+        long wait = 0;
+        if (timeout != 0) {
             long now = System.nanoTime();
             if (deadline == 0) deadline = now + timeout * 1_000_000L;
             long left = deadline - now;
             if (left <= 0) return -1;
-            selector.select(NOTHING, Math.max(1, left / 1_000_000));
-            return deadline;
-        } catch (java.nio.channels.ClosedSelectorException e) { // close() on another thread while this one waited
-            throw new java.nio.channels.AsynchronousCloseException();
+            wait = Math.max(1, left / 1_000_000);
         }
+        if (read) link.awaitReadable(wait);
+        else link.awaitWritable(wait);
+        return deadline;
     }
 
     /**
@@ -211,8 +228,9 @@ public final class Connection implements AutoCloseable {
         readFully(in.clear().limit(Protocol.HEADER_BYTES), waitingFor, spinNanos, seq, -1, 0);
         int magic = in.getInt(Protocol.OFF_MAGIC);
         if (magic != Protocol.MAGIC) {
-            throw new ProtocolException(String.format("%s: message #%d does not start with the magic \"FLMG\" (found 0x%08x): not a faultline migration peer",
-                    peer(), seq, magic));
+            boolean tls = seq == 1 && (magic >>> 24) == 0x16 && ((magic >>> 16) & 0xff) == 0x03; // a TLS handshake record
+            throw new ProtocolException(String.format("%s: message #%d does not start with the magic \"FLMG\" (found 0x%08x): %s",
+                    peer(), seq, magic, tls ? "a TLS client, and this side runs without TLS (--insecure)" : "not a faultline migration peer"));
         }
         int version = in.get(Protocol.OFF_VERSION) & 0xff;
         int type = in.get(Protocol.OFF_TYPE) & 0xff;
@@ -300,7 +318,7 @@ public final class Connection implements AutoCloseable {
         try {
             long deadline = 0, spinUntil = spinNanos > 0 ? System.nanoTime() + spinNanos : 0;
             while (buf.hasRemaining()) {
-                int n = channel.read(buf);
+                int n = link.read(buf);
                 if (n < 0) throw new EOFException();
                 if (n > 0) {
                     deadline = 0;
@@ -310,7 +328,7 @@ public final class Connection implements AutoCloseable {
                     Thread.onSpinWait();
                     continue;
                 }
-                deadline = await(readable, deadline);
+                deadline = await(true, deadline);
                 if (deadline < 0) {
                     throw new ProtocolException(peer() + " went silent: nothing for " + timeoutMillis + " ms while this side waited for "
                             + waitingFor + " (" + part(seq, type, len) + ", " + (buf.position() - start) + " of " + (buf.limit() - start) + " bytes read)");
@@ -318,6 +336,10 @@ public final class Connection implements AutoCloseable {
             }
         } catch (EOFException e) {
             int got = buf.position() - start;
+            if (seq == 1 && type < 0 && got >= 2 && buf.get(start) == 0x15 && buf.get(start + 1) == 0x03) { // a TLS alert record
+                throw new ProtocolException(peer() + " answered with a TLS alert and closed the connection: it runs TLS, and this side runs "
+                        + "without TLS (--insecure)", e);
+            }
             throw new ProtocolException(got == 0 && type < 0
                     ? peer() + " closed the connection while this side waited for " + waitingFor
                     : peer() + ": truncated message: the connection ended after " + got + " of " + (buf.limit() - start) + " bytes of " + part(seq, type, len)
@@ -341,12 +363,6 @@ public final class Connection implements AutoCloseable {
 
     @Override
     public void close() {
-        try {
-            readable.close();
-            writable.close();
-            channel.close();
-        } catch (IOException ignored) {
-            // closing a socket that failed already: nothing left to release
-        }
+        link.close();
     }
 }

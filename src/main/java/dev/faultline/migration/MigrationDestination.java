@@ -11,6 +11,8 @@ import dev.faultline.paging.exit.ExitPager;
 import dev.faultline.paging.uffd.UffdPager;
 import dev.faultline.sys.ErrnoException;
 import dev.faultline.sys.Userfaultfd;
+import dev.faultline.transport.PeerRefusedException;
+import dev.faultline.transport.Transport;
 import dev.faultline.vmm.Backends;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.MachineSpec;
@@ -82,10 +84,21 @@ public final class MigrationDestination {
     static final long REPLY_SPIN_NANOS = 200_000;
 
     private final Options options;
+    private final Transport transport;
     private final Consumer<String> progress;
 
+    /** A destination on plain TCP, nobody authenticated: for loopback tests ({@link Transport#insecure()}). */
     public MigrationDestination(Options options, Consumer<String> progress) {
+        this(options, Transport.insecure(), progress);
+    }
+
+    /**
+     * @param transport how connections are accepted: every connection (main and urgent) is
+     *                  authenticated by it ({@link Transport#accept}) before a frame of it is read
+     */
+    public MigrationDestination(Options options, Transport transport, Consumer<String> progress) {
         this.options = options;
+        this.transport = transport;
         this.progress = progress;
     }
 
@@ -122,7 +135,7 @@ public final class MigrationDestination {
         Session s;
         try {
             Socket sock = server.accept();
-            s = new Session(new Connection(sock, options.timeoutMillis()), server);
+            s = new Session(authenticated(sock), server);
         } catch (SocketTimeoutException e) {
             throw new ProtocolException("no migration source connected within " + options.timeoutMillis() + " ms");
         }
@@ -130,6 +143,15 @@ public final class MigrationDestination {
             return s.run();
         } finally {
             s.close();
+        }
+    }
+
+    /** The connection of an accepted socket once the transport has authenticated its peer. */
+    private Connection authenticated(Socket sock) {
+        try {
+            return new Connection(transport.accept(sock.getChannel(), options.timeoutMillis()), options.timeoutMillis());
+        } catch (PeerRefusedException e) {
+            throw new ProtocolException(e.getMessage(), e);
         }
     }
 
@@ -280,7 +302,7 @@ public final class MigrationDestination {
                     } catch (SocketTimeoutException e) {
                         throw new ProtocolException(main.peer() + " opened " + i + " of the " + lanes + " urgent connections within " + options.timeoutMillis() + " ms");
                     }
-                    Connection c = new Connection(sock, options.timeoutMillis());
+                    Connection c = MigrationDestination.this.authenticated(sock);
                     urgent.add(c);
                     Messages.Hello h = Messages.hello(c.receive("HELLO on urgent connection " + i), c.peer());
                     if (h.role() != Protocol.ROLE_URGENT || h.session() != hello.session()) {
@@ -587,6 +609,8 @@ public final class MigrationDestination {
         private Map<String, Object> report(RunReport r, long transferredNanos, byte[] digest) {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("backend", backend);
+            m.put("transport", main.link().protocol() + ", source " + main.link().peerIdentity());
+            m.put("transport_setup", transport.describe());
             m.put("delivery", demandPaging ? "post-copy (" + delivery() + ")" : "stop-and-copy: " + fallbackWhy);
             m.put("ram_bytes", hello.ramSize());
             m.put("vcpus", hello.vcpus());

@@ -2,6 +2,7 @@ package dev.faultline.migration;
 
 import dev.faultline.guest.BootProtocol;
 import dev.faultline.sys.Pagemap;
+import dev.faultline.transport.Transport;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.RunReport;
 import dev.faultline.vmm.ThreadPriority;
@@ -32,6 +33,9 @@ import java.util.concurrent.atomic.AtomicReference;
  * so every request is idempotent: the same request always gets the same bytes.
  */
 public final class MigrationSource {
+    /** How long the source waits for READY at least: the destination builds its machine and warms up meanwhile. */
+    static final int READY_TIMEOUT_MILLIS = 60_000;
+
     /** Pages pushed next to a request before the sweep goes on (2 MiB). */
     static final int BURST_PAGES = 512;
 
@@ -71,10 +75,21 @@ public final class MigrationSource {
     }
 
     private final Options options;
+    private final Transport transport;
     private final Listener listener;
 
+    /** A source on plain TCP, nobody authenticated: for loopback tests ({@link Transport#insecure()}). */
     public MigrationSource(Options options, Listener listener) {
+        this(options, Transport.insecure(), listener);
+    }
+
+    /**
+     * @param transport how connections to the destination are made: each one (main and urgent) checks
+     *                  the destination's identity ({@link Transport#connect}) before a frame is sent
+     */
+    public MigrationSource(Options options, Transport transport, Listener listener) {
         this.options = options;
+        this.transport = transport;
         this.listener = listener;
     }
 
@@ -123,6 +138,7 @@ public final class MigrationSource {
             long tConnect = System.nanoTime();
             connect();
             fig.put("handshake_ms", ms(System.nanoTime() - tConnect));
+            fig.put("transport", main.link().protocol() + ", destination " + main.link().peerIdentity());
             fig.put("destination_backend", ack.backend());
             fig.put("mode", ack.demandPaging() ? (options.precopyRounds() > 0 ? "pre-copy then post-copy" : "post-copy") : "stop-and-copy");
             fig.put("mode_detail", ack.detail());
@@ -247,8 +263,12 @@ public final class MigrationSource {
                     urgent.add(c);
                 }
                 startUrgentServers();
-                // the destination warms its fault path up with requests on every urgent connection, then says READY
+                // the destination builds its machine and warms its fault path up with requests on every urgent
+                // connection, then says READY: the main connection is quiet meanwhile, for longer than a message
+                // is due (cold TLS code and a loaded host: over 10 s seen), so this one wait has a longer bound
+                main.setTimeout(Math.max(options.timeoutMillis(), READY_TIMEOUT_MILLIS));
                 Frame ready = main.receive("the destination's READY");
+                main.setTimeout(options.timeoutMillis());
                 if (ready.type() == Protocol.ERROR) throw new ProtocolException(main.peer() + " gave up: " + Messages.string(ready, main.peer(), Protocol.ERROR));
                 Messages.u64(ready, main.peer(), Protocol.READY);
             } catch (IOException e) {
@@ -257,7 +277,7 @@ public final class MigrationSource {
         }
 
         private Connection open() throws IOException {
-            return Connection.connect(options.host(), options.port(), options.timeoutMillis());
+            return Connection.connect(transport, options.host(), options.port(), options.timeoutMillis());
         }
 
         private void precopy() {

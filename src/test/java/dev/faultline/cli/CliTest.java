@@ -74,6 +74,11 @@ class CliTest {
                 {"migrate", "listen", "--backend", "ref", "--delivery", "exit"},
                 {"demo", "--backend", "ref", "--delivery", "exit"},
                 {"demo", "--delivery", "sometimes"},
+                {"demo", "--compare-tls", "--insecure"},
+                {"demo", "--rounds", "3"},
+                {"demo", "--compare-tls", "--rounds", "0"},
+                {"tls", "init", "/nonexistent-parent/certs", "--names", "a"},
+                {"tls", "init", "certs", "--names", "a", "--days", "0"},
         };
         for (String[] args : mistakes) {
             CliCapture.Outcome o = cli(args);
@@ -111,7 +116,7 @@ class CliTest {
     void shouldListEveryCommandInTheHelp() {
         CliCapture.Outcome o = cli("--help");
         assertEquals(0, o.code());
-        for (String c : new String[] {"demo", "migrate", "caps", "run", "scenario", "conform", "bench", "snapshot", "restore", "serve"}) {
+        for (String c : new String[] {"demo", "migrate", "caps", "run", "scenario", "conform", "bench", "snapshot", "restore", "serve", "tls"}) {
             assertTrue(o.out().lines().anyMatch(l -> l.strip().startsWith(c + " ")), c + " in " + o.out());
         }
     }
@@ -119,7 +124,8 @@ class CliTest {
     @Test
     void shouldBuildOnlyTheCommandThatIsNamed() {
         assertEquals(java.util.Set.of("restore"), Main.commandLine("restore").getSubcommands().keySet());
-        assertEquals(java.util.Set.of("demo", "migrate", "caps", "run", "scenario", "conform", "bench", "snapshot", "restore", "serve", "uffd-handler", "help"),
+        assertEquals(java.util.Set.of("demo", "migrate", "caps", "run", "scenario", "conform", "bench", "snapshot", "restore", "serve", "uffd-handler",
+                "tls", "help"),
                 Main.commandLine(null).getSubcommands().keySet());
         assertEquals(Main.commandLine(null).getSubcommands().keySet(), Main.commandLine("--help").getSubcommands().keySet());
         assertEquals(Main.commandLine(null).getSubcommands().keySet(), Main.commandLine("restor").getSubcommands().keySet());

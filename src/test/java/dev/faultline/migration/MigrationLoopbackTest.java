@@ -12,6 +12,7 @@ import dev.faultline.guest.workload.Workloads;
 import dev.faultline.hv.Hypervisor;
 import dev.faultline.hv.MemslotFlags;
 import dev.faultline.kvm.HostCapabilities;
+import dev.faultline.transport.Transport;
 import dev.faultline.vmm.Backends;
 import dev.faultline.vmm.Machine;
 import dev.faultline.vmm.MachineSpec;
@@ -42,7 +43,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 class MigrationLoopbackTest {
     private static final long MEM = 16L << 20;
 
-    private static void requireBackend(String name) {
+    static void requireBackend(String name) {
         if (name.equals("kvm")) {
             HostCapabilities caps = HostCapabilities.probe();
             assumeTrue(caps.kvmAvailable(), () -> "skipped: /dev/kvm is not usable: " + caps.kvmReason());
@@ -51,7 +52,7 @@ class MigrationLoopbackTest {
     }
 
     /** Guest work sized so the guest is still running at the switch-over (KVM here runs guest code slowly). */
-    private static Workload workload(String name, int vcpus, String from) {
+    static Workload workload(String name, int vcpus, String from) {
         int rounds = from.equals("kvm") ? 60 : 400;
         return Workloads.build(name, WorkloadParams.of(MEM, vcpus).withRounds(rounds).withWorkingSetPages(256));
     }
@@ -74,16 +75,16 @@ class MigrationLoopbackTest {
 
     static Outcome migrate(String from, MigrationDestination.Options to, Workload w, int vcpus, int precopyRounds, long afterMillis,
                            long pushRate) throws Exception {
+        return migrate(from, to, Transport.insecure(), Transport.insecure(), w, vcpus, precopyRounds, afterMillis, pushRate);
+    }
+
+    /** As above, the source connecting through {@code sourceTransport} and the destination accepting through {@code destinationTransport}. */
+    static Outcome migrate(String from, MigrationDestination.Options to, Transport sourceTransport, Transport destinationTransport, Workload w,
+                           int vcpus, int precopyRounds, long afterMillis, long pushRate) throws Exception {
         boolean priorities = to.priorities();
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
-            MigrationDestination d = new MigrationDestination(to, s -> { });
-            CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return d.serve(server);
-                } catch (IOException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
+            MigrationDestination d = new MigrationDestination(to, destinationTransport, s -> { });
+            CompletableFuture<Map<String, Object>> dest = serveAsync(d, server);
             MachineSpec spec = MachineSpec.of(MEM, vcpus, w.image()).withTimeout(Duration.ofSeconds(60)).withExitLogLimit(0);
             if (precopyRounds > 0) spec = spec.withMainSlot(MemslotFlags.LOG_DIRTY_PAGES, MemoryFaultHandler.NONE);
             try (Hypervisor hv = Backends.open(from); Machine m = new Machine(hv, spec)) {
@@ -92,7 +93,7 @@ class MigrationLoopbackTest {
                 List<List<Long>> expected = new java.util.ArrayList<>();
                 for (int v = 0; v < vcpus; v++) expected.add(w.expectedReports(v, m.ram().segment()));
                 MigrationSource.Result r = new MigrationSource(new MigrationSource.Options("127.0.0.1", server.getLocalPort(), afterMillis,
-                        precopyRounds, 10_000, true, Duration.ofSeconds(60), priorities, pushRate), new MigrationSource.Listener() { }).migrate(m);
+                        precopyRounds, 10_000, true, Duration.ofSeconds(60), priorities, pushRate), sourceTransport, new MigrationSource.Listener() { }).migrate(m);
                 assertTrue(r.ok(), r.problems().toString());
                 w.verify(m.ram().segment());
                 for (VcpuResult v : r.sourceRun().vcpus()) {
@@ -101,6 +102,17 @@ class MigrationLoopbackTest {
                 return new Outcome(r, dest.get(60, TimeUnit.SECONDS));
             }
         }
+    }
+
+    /** {@code d} serving one migration on {@code server} on another thread: its report, or its failure. */
+    static CompletableFuture<Map<String, Object>> serveAsync(MigrationDestination d, ServerSocket server) {
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                return d.serve(server);
+            } catch (IOException e) {
+                throw new IllegalStateException(e);
+            }
+        });
     }
 
     @ParameterizedTest(name = "{0}, kvm to kvm, {1} vCPUs")
@@ -216,13 +228,7 @@ class MigrationLoopbackTest {
     void shouldRefuseAPageOutsideRamNamingThePeerAndNeverStartTheGuest() throws Exception {
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
             MigrationDestination d = new MigrationDestination(new MigrationDestination.Options("ref", 5_000, Duration.ofSeconds(10), true), s -> { });
-            CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return d.serve(server);
-                } catch (IOException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
+            CompletableFuture<Map<String, Object>> dest = serveAsync(d, server);
             try (Connection c = Connection.connect("127.0.0.1", server.getLocalPort(), 5_000)) {
                 c.send(Protocol.HELLO, b -> Messages.hello(b, new Messages.Hello(9, Protocol.ROLE_MAIN, 0, 4096, MEM, 1, 0x100000, 0, "ref")));
                 Messages.HelloAck ack = Messages.helloAck(c.receive("HELLO_ACK"), c.peer());
@@ -262,13 +268,7 @@ class MigrationLoopbackTest {
         requireBackend("kvm");
         try (ServerSocket server = MigrationDestination.listen("127.0.0.1", 0)) {
             MigrationDestination d = new MigrationDestination(new MigrationDestination.Options("kvm", 5_000, Duration.ofSeconds(10), true), s -> { });
-            CompletableFuture<Map<String, Object>> dest = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return d.serve(server);
-                } catch (IOException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
+            CompletableFuture<Map<String, Object>> dest = serveAsync(d, server);
             Workload w = workload("phases", 1, "kvm");
             try (Hypervisor hv = Backends.open("kvm"); Machine m = new Machine(hv, MachineSpec.of(MEM, 1, w.image()));
                  SocketChannel raw = SocketChannel.open(new InetSocketAddress(InetAddress.getLoopbackAddress(), server.getLocalPort()))) {
